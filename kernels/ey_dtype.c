@@ -1,0 +1,100 @@
+#include "ey_dtype.h"
+
+bool ey_dtype_valid(uint32_t t)
+{
+    switch (t) {
+    case EY_F32: case EY_F16: case EY_Q4_0: case EY_Q4_1: case EY_Q8_0: case EY_BF16:
+        return true;
+    default:
+        return false;
+    }
+}
+
+const char *ey_dtype_name(ey_dtype t)
+{
+    switch (t) {
+    case EY_F32: return "f32";
+    case EY_F16: return "f16";
+    case EY_BF16: return "bf16";
+    case EY_Q4_0: return "q4_0";
+    case EY_Q4_1: return "q4_1";
+    case EY_Q8_0: return "q8_0";
+    case EY_I32: return "i32";
+    }
+    return "?";
+}
+
+int ey_dtype_block(ey_dtype t)
+{
+    return (t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0) ? EY_QK : 1;
+}
+
+size_t ey_dtype_block_bytes(ey_dtype t)
+{
+    switch (t) {
+    case EY_F32: case EY_I32: return 4;
+    case EY_F16: case EY_BF16: return 2;
+    case EY_Q4_0: return sizeof(ey_block_q4_0);
+    case EY_Q4_1: return sizeof(ey_block_q4_1);
+    case EY_Q8_0: return sizeof(ey_block_q8_0);
+    }
+    return 0;
+}
+
+size_t ey_dtype_row_bytes(ey_dtype t, int64_t n)
+{
+    int b = ey_dtype_block(t);
+    if (n < 0 || n % b) return 0;
+    return (size_t)(n / b) * ey_dtype_block_bytes(t);
+}
+
+void ey_dequant_row(ey_dtype t, const void *src, float *dst, int64_t n)
+{
+    switch (t) {
+    case EY_F32:
+        memcpy(dst, src, (size_t)n * 4);
+        return;
+    case EY_F16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = ey_f16_to_f32(s[i]);
+        return;
+    }
+    case EY_BF16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = ey_bf16_to_f32(s[i]);
+        return;
+    }
+    case EY_Q4_0: {
+        const ey_block_q4_0 *b = src;
+        for (int64_t i = 0; i < n / EY_QK; i++) {
+            float d = ey_f16_to_f32(b[i].d);
+            for (int j = 0; j < EY_QK / 2; j++) {
+                dst[i * EY_QK + j] = ((b[i].qs[j] & 15) - 8) * d;
+                dst[i * EY_QK + j + 16] = ((b[i].qs[j] >> 4) - 8) * d;
+            }
+        }
+        return;
+    }
+    case EY_Q4_1: {
+        const ey_block_q4_1 *b = src;
+        for (int64_t i = 0; i < n / EY_QK; i++) {
+            float d = ey_f16_to_f32(b[i].d), m = ey_f16_to_f32(b[i].m);
+            for (int j = 0; j < EY_QK / 2; j++) {
+                dst[i * EY_QK + j] = (b[i].qs[j] & 15) * d + m;
+                dst[i * EY_QK + j + 16] = (b[i].qs[j] >> 4) * d + m;
+            }
+        }
+        return;
+    }
+    case EY_Q8_0: {
+        const ey_block_q8_0 *b = src;
+        for (int64_t i = 0; i < n / EY_QK; i++) {
+            float d = ey_f16_to_f32(b[i].d);
+            for (int j = 0; j < EY_QK; j++) dst[i * EY_QK + j] = b[i].qs[j] * d;
+        }
+        return;
+    }
+    case EY_I32:
+        return;
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up eyrie on a Debian machine (run as root): install the Debian packages
+# listed in scripts/deps/*-apt.txt, configure and build into build/, and fetch
+# and check the default model. Safe to run again; it skips what is done.
+#
+#   EYRIE_SKIP_APT=1   skip the package step (packages already present)
+#   EYRIE_BUILD_OPTS   extra `meson setup` options (e.g. -Db_sanitize=address)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "setup: $*" >&2; }
+
+if [ "${EYRIE_SKIP_APT:-0}" != 1 ]; then
+    mapfile -t pkgs < <(cat scripts/deps/*-apt.txt | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
+    missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        if [ "$(id -u)" != 0 ]; then
+            log "not root: cannot install packages; run as root or install them yourself"
+            exit 1
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+fi
+
+if [ ! -f build/build.ninja ]; then
+    log "configuring build/"
+    # shellcheck disable=SC2086
+    meson setup build ${EYRIE_BUILD_OPTS:-} >/dev/null
+fi
+log "building"
+ninja -C build >/dev/null
+
+log "fetching the default model"
+scripts/fetch-model.sh >/dev/null
+log "ready"
