@@ -191,18 +191,59 @@ static void cpu_kv_store(ey_backend *be, ey_ptr kc, ey_ptr vc, ey_ptr k, ey_ptr 
     }
 }
 
+/* Dot product with 8 independent partial sums (a fixed order, so results
+ * do not depend on threads; the compiler vectorizes the inner block). */
 static inline float dotf(const float *a, const float *b, int n)
 {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+/* One (query row, head): scores over the visible rows, softmax, weighted sum
+ * of V. Built for AVX2+FMA and for baseline x86-64; the loader picks one. */
+__attribute__((target_clones("avx2", "default"))) static void
+attn_one(float *o, const float *qv, const float *K, const float *V, float *sc,
+         const ey_attn_args *a, int t, int kvh, int kvd)
+{
+    const int hd = a->head_dim, T = a->T, past = a->n_kv - T, last = past + t;
+    float mx = -INFINITY;
+    for (int j = 0; j <= last; j++) {
+        bool vis = j < past || !a->mask || a->mask[(size_t)t * T + (j - past)];
+        if (!vis) {
+            sc[j] = -INFINITY;
+            continue;
+        }
+        size_t r = (size_t)a->blocks[j / a->block_size] * a->block_size + j % a->block_size;
+        sc[j] = dotf(qv, K + r * kvd + (size_t)kvh * hd, hd) * a->scale;
+        if (sc[j] > mx) mx = sc[j];
+    }
+    float sum = 0;
+    for (int j = 0; j <= last; j++) {
+        float e = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
+        sc[j] = e;
+        sum += e;
+    }
+    memset(o, 0, (size_t)hd * sizeof(float));
+    float inv = 1.0f / sum;
+    for (int j = 0; j <= last; j++) {
+        if (sc[j] == 0.0f) continue;
+        size_t r = (size_t)a->blocks[j / a->block_size] * a->block_size + j % a->block_size;
+        const float *vv = V + r * kvd + (size_t)kvh * hd;
+        float w = sc[j] * inv;
+        for (int d = 0; d < hd; d++) o[d] += w * vv[d];
+    }
 }
 
 static void cpu_attention(ey_backend *be, ey_ptr out, ey_ptr q, ey_ptr kc, ey_ptr vc,
                           const ey_attn_args *a)
 {
     const int nh = a->n_head, hd = a->head_dim, kvd = a->n_kv_head * hd;
-    const int grp = nh / a->n_kv_head, T = a->T, n_kv = a->n_kv, past = n_kv - T;
+    const int grp = nh / a->n_kv_head, T = a->T, n_kv = a->n_kv;
     const float *Q = P(q), *K = P(kc), *V = P(vc);
     float *O = P(out);
     const int nt = CPU(be)->n_threads;
@@ -210,39 +251,8 @@ static void cpu_attention(ey_backend *be, ey_ptr out, ey_ptr q, ey_ptr kc, ey_pt
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (T * nh > 1)
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < nh; h++) {
-            float *sc = sc_all + (size_t)omp_get_thread_num() * n_kv;
-            const float *qv = Q + ((size_t)t * nh + h) * hd;
-            const int kvh = h / grp;
-            const int last = past + t; /* causal limit (inclusive) */
-            float mx = -INFINITY;
-            for (int j = 0; j <= last; j++) {
-                bool vis = j < past || !a->mask || a->mask[(size_t)t * T + (j - past)];
-                if (!vis) {
-                    sc[j] = -INFINITY;
-                    continue;
-                }
-                size_t r = (size_t)a->blocks[j / a->block_size] * a->block_size +
-                           j % a->block_size;
-                sc[j] = dotf(qv, K + r * kvd + (size_t)kvh * hd, hd) * a->scale;
-                if (sc[j] > mx) mx = sc[j];
-            }
-            float sum = 0;
-            for (int j = 0; j <= last; j++) {
-                float e = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
-                sc[j] = e;
-                sum += e;
-            }
-            float *o = O + ((size_t)t * nh + h) * hd;
-            memset(o, 0, (size_t)hd * sizeof(float));
-            float inv = 1.0f / sum;
-            for (int j = 0; j <= last; j++) {
-                if (sc[j] == 0.0f) continue;
-                size_t r = (size_t)a->blocks[j / a->block_size] * a->block_size +
-                           j % a->block_size;
-                const float *vv = V + r * kvd + (size_t)kvh * hd;
-                float w = sc[j] * inv;
-                for (int d = 0; d < hd; d++) o[d] += w * vv[d];
-            }
+            attn_one(O + ((size_t)t * nh + h) * hd, Q + ((size_t)t * nh + h) * hd, K, V,
+                     sc_all + (size_t)omp_get_thread_num() * n_kv, a, t, h / grp, kvd);
         }
     }
 }
