@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# The README's test command: set up, run the whole meson test suite, and
-# print a closing line "N passed, N failed". Exits non-zero on any failure.
+# The README's test command: set up, run the whole meson test suite in build/,
+# then the 'unit' and 'model-tiny' suites again in an AddressSanitizer +
+# UndefinedBehaviorSanitizer build (build-asan/: hostile-input tests must be
+# clean there too), and print a closing line "N passed, N failed" over both.
+# Exits non-zero on any failure. EYRIE_TEST_ASAN=0 skips the sanitizer pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
-meson test -C build --print-errorlogs --num-processes "$(nproc)" "$@"
-rc=$?
-python3 scripts/test-summary.py build/meson-logs/testlog.json
+rc=0
+meson test -C build --print-errorlogs --num-processes "$(nproc)" "$@" || rc=1
+logs=(build/meson-logs/testlog.json)
+if [ "${EYRIE_TEST_ASAN:-1}" != 0 ]; then
+    if [ ! -f build-asan/build.ninja ]; then
+        meson setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined >/dev/null || rc=1
+    fi
+    if ninja -C build-asan >/dev/null; then
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+            meson test -C build-asan --print-errorlogs --num-processes "$(nproc)" \
+            --suite unit --suite model-tiny || rc=1
+        logs+=(build-asan/meson-logs/testlog.json)
+    else
+        echo "test: sanitizer build failed" >&2
+        rc=1
+    fi
+fi
+python3 scripts/test-summary.py "${logs[@]}" || rc=1
 exit $rc
