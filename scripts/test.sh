@@ -8,6 +8,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
 rc=0
+# tests run in parallel and each uses OpenMP threads: sleep rather than spin
+# while waiting, so an oversubscribed machine does not crawl
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 meson test -C build --print-errorlogs --num-processes "$(nproc)" "$@" || rc=1
 logs=(build/meson-logs/testlog.json)
 if [ "${EYRIE_TEST_ASAN:-1}" != 0 ]; then

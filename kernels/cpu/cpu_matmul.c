@@ -25,11 +25,14 @@
  * {4, 2, 1}, R * TT <= 8 accumulators on AVX2, 16 on AVX-512): each weight
  * block is decoded once and used against TT x rows, each x block loaded once
  * for R weight rows; T = 1 uses R = 4 (also amortizes per-row costs). The
- * per-block scales dw * dx are precomputed per tile (f16 scales gathered in
- * registers, 8 blocks at a time). Threads split the output rows into
- * contiguous static ranges of EY_MM_ROWS; every y element is computed by one
- * thread with the same operation order whatever the thread count, so
- * results are bitwise identical for any n_threads. No allocation: quantized
+ * per-block scales dw * dx are precomputed per tile (f16 scales inserted in
+ * registers 8 blocks at a time, read in the tile for T <= 4, per chunk of
+ * EY_MM_ROWS rows beyond), and the next tile prefetched at T <= 4. Threads
+ * split the output rows into contiguous static ranges of EY_MM_ROWS; every y
+ * element is computed by one thread with one accumulator in block order,
+ * whatever the thread count, tile shape or T, so results are bitwise
+ * identical for any n_threads, and row t of a T-row call equals a T = 1 call
+ * (speculative verify reproduces decode). No allocation: quantized
  * x lives in the caller's scratch, temporaries on the stack (< 32 KiB). */
 #ifndef EY_MM_TEMPLATE
 
@@ -368,14 +371,17 @@ void ey_cpu_matmul(float *y, ey_dtype wt, const void *W, const float *bias,
     const int64_t nw = (N + EY_MM_ROWS - 1) / EY_MM_ROWS; /* row groups */
     int nt = n_threads < 1 ? 1 : n_threads;
     if (nt > nw) nt = (int)nw;
+    /* few x blocks (decode): quantize before the parallel region, which
+     * saves a barrier */
+    const int qpar = quant && nt > 1 && nq > 64;
+    if (quant && !qpar) qfn(&a, 0, nq);
     if (nt <= 1) {
-        if (quant) qfn(&a, 0, nq);
         kfn(&a, 0, N);
         return;
     }
 #pragma omp parallel num_threads(nt)
     {
-        if (quant) {
+        if (qpar) {
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < nq; i += 8) qfn(&a, i, i + 8 < nq ? i + 8 : nq);
         }
@@ -495,91 +501,17 @@ static EY_MM_AI EY_MM_TGT void F(q_block)(const int R, const int TT, const int k
     }
 }
 
-/* R W row segments of nb blocks (quants at qs[r]) against TT x rows.
- * kind: 0 Q4_0, 1 Q4_1, 2 Q8_0. dw/vw: [R][EY_MM_QSEG] f32 weight scales /
- * offset factors. out[r*TT+t]. */
-static EY_MM_AI EY_MM_TGT void F(q_tile)(const int R, const int TT, const int kind,
-                                          const uint8_t *const *qs, int nb, const float *dw,
-                                          const float *vw, const int8_t *const *xq,
-                                          const float *const *xd, const float *const *xsum,
-                                          float *out)
-{
-    const float coef = kind == 0 ? -8.0f : kind == 1 ? 1.0f : EY_MM_VNNI ? -128.0f : 0.0f;
-    float sc[EY_MM_AMAX * EY_MM_QSEG] __attribute__((aligned(32)));
-    float off[EY_MM_AMAX];
-    {
-        __m256 ov[EY_MM_AMAX];
-        EY_MM_UNROLL
-        for (int i = 0; i < R * TT; i++) ov[i] = _mm256_setzero_ps();
-        int b = 0;
-        for (; b + 8 <= nb; b += 8) {
-            EY_MM_UNROLL
-            for (int r = 0; r < R; r++) {
-                __m256 d8 = _mm256_load_ps(dw + r * EY_MM_QSEG + b);
-                EY_MM_UNROLL
-                for (int t = 0; t < TT; t++) {
-                    const int i = r * TT + t;
-                    _mm256_store_ps(sc + i * EY_MM_QSEG + b, _mm256_mul_ps(d8, _mm256_loadu_ps(xd[t] + b)));
-                    if (coef != 0.0f)
-                        ov[i] = _mm256_fmadd_ps(_mm256_load_ps(vw + r * EY_MM_QSEG + b),
-                                                _mm256_loadu_ps(xsum[t] + b), ov[i]);
-                }
-            }
-        }
-        EY_MM_UNROLL
-        for (int i = 0; i < R * TT; i++) off[i] = coef != 0.0f ? F(hsum)(ov[i]) : 0.0f;
-        for (; b < nb; b++)
-            for (int r = 0; r < R; r++)
-                for (int t = 0; t < TT; t++) {
-                    const int i = r * TT + t;
-                    sc[i * EY_MM_QSEG + b] = dw[r * EY_MM_QSEG + b] * xd[t][b];
-                    if (coef != 0.0f) off[i] += vw[r * EY_MM_QSEG + b] * xsum[t][b];
-                }
-    }
-    __m256 a0[EY_MM_AMAX];
-    EY_MM_UNROLL
-    for (int i = 0; i < R * TT; i++) a0[i] = _mm256_setzero_ps();
-    if (R * TT <= 2) {
-        /* few accumulators: a second set (odd blocks) hides the FMA latency */
-        __m256 a1[2];
-        EY_MM_UNROLL
-        for (int i = 0; i < R * TT; i++) a1[i] = _mm256_setzero_ps();
-        int b = 0;
-        for (; b + 2 <= nb; b += 2) {
-            F(q_block)(R, TT, kind, qs, xq, b, sc, a0);
-            F(q_block)(R, TT, kind, qs, xq, b + 1, sc, a1);
-        }
-        if (b < nb) F(q_block)(R, TT, kind, qs, xq, b, sc, a0);
-        EY_MM_UNROLL
-        for (int i = 0; i < R * TT; i++) a0[i] = _mm256_add_ps(a0[i], a1[i]);
-    } else {
-        for (int b = 0; b < nb; b++) F(q_block)(R, TT, kind, qs, xq, b, sc, a0);
-    }
-    EY_MM_UNROLL
-    for (int i = 0; i < R * TT; i++) out[i] = F(hsum)(a0[i]) + coef * off[i];
-}
-
-static EY_MM_TGT void F(q_tile_any)(int R, int TT, int kind, const uint8_t *const *qs, int nb,
-                                    const float *dw, const float *vw, const int8_t *const *xq,
-                                    const float *const *xd, const float *const *xsum, float *out)
-{
-#define EY_MM_QT(r, tt, k)                                                     \
-    case ((r) * 8 + (tt)) * 3 + (k):                                           \
-        F(q_tile)(r, tt, k, qs, nb, dw, vw, xq, xd, xsum, out);                \
-        return;
-#define EY_MM_QT3(r, tt) EY_MM_QT(r, tt, 0) EY_MM_QT(r, tt, 1) EY_MM_QT(r, tt, 2)
-    switch ((R * 8 + TT) * 3 + kind) {
-        EY_MM_QT3(1, 1) EY_MM_QT3(1, 2) EY_MM_QT3(1, 3) EY_MM_QT3(1, 4)
-        EY_MM_QT3(2, 1) EY_MM_QT3(2, 2) EY_MM_QT3(2, 3) EY_MM_QT3(2, 4)
-        EY_MM_QT3(4, 1) EY_MM_QT3(4, 2)
-#if EY_MM_AMAX >= 16
-        EY_MM_QT3(4, 3) EY_MM_QT3(4, 4)
+#ifndef EY_MM_PF
+#define EY_MM_PF 1 /* software prefetch of the next tile at small T */
 #endif
-    default:
-        EY_ASSERT(0);
-    }
-#undef EY_MM_QT3
-#undef EY_MM_QT
+/* the f16 at p + j * bsz for j < 8 (j clamped to n - 1) */
+static EY_MM_AI EY_MM_TGT __m128i F(h16x8)(const uint8_t *p, size_t bsz, int n)
+{
+    __m128i h = _mm_cvtsi32_si128(mm_rd16(p));
+#define EY_MM_INS(j) h = _mm_insert_epi16(h, (short)mm_rd16(p + (size_t)((j) < n ? (j) : n - 1) * bsz), (j))
+    EY_MM_INS(1); EY_MM_INS(2); EY_MM_INS(3); EY_MM_INS(4); EY_MM_INS(5); EY_MM_INS(6); EY_MM_INS(7);
+#undef EY_MM_INS
+    return h;
 }
 
 /* out[b] = f16 at p + b * stride, for b < n */
@@ -603,18 +535,13 @@ static EY_MM_AI EY_MM_TGT void F(gather_f16)(const uint8_t *p, size_t stride, in
 static EY_MM_AI EY_MM_TGT void F(gather_f16x2)(const uint8_t *p, size_t stride, int n, float *d,
                                                 float *m)
 {
-    const __m256i pi = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     int b = 0;
     for (; b + 8 <= n; b += 8) {
+        /* 16-bit loads inserted in registers: assembling dwords in memory
+         * and reloading them as a vector stalled store forwarding */
         const uint8_t *q = p + (size_t)b * stride;
-        uint32_t v[8];
-        for (int j = 0; j < 8; j++) memcpy(&v[j], q + j * stride, 4);
-        __m256 lo = _mm256_cvtph_ps(_mm_setr_epi32((int)v[0], (int)v[1], (int)v[2], (int)v[3]));
-        __m256 hi = _mm256_cvtph_ps(_mm_setr_epi32((int)v[4], (int)v[5], (int)v[6], (int)v[7]));
-        lo = _mm256_permutevar8x32_ps(lo, pi); /* d0 d1 d2 d3 m0 m1 m2 m3 */
-        hi = _mm256_permutevar8x32_ps(hi, pi);
-        _mm256_store_ps(d + b, _mm256_permute2f128_ps(lo, hi, 0x20));
-        _mm256_store_ps(m + b, _mm256_permute2f128_ps(lo, hi, 0x31));
+        _mm256_store_ps(d + b, _mm256_cvtph_ps(F(h16x8)(q, stride, 8)));
+        _mm256_store_ps(m + b, _mm256_cvtph_ps(F(h16x8)(q + 2, stride, 8)));
     }
     for (; b < n; b++) {
         d[b] = _cvtsh_ss(mm_rd16(p + (size_t)b * stride));
@@ -622,12 +549,163 @@ static EY_MM_AI EY_MM_TGT void F(gather_f16x2)(const uint8_t *p, size_t stride, 
     }
 }
 
-static EY_MM_TGT void F(mm_q)(const mm_args *a, int64_t n0, int64_t n1)
+/* Small-T tile (the whole x tile, T <= EY_MM_TMAX): R W row segments of nb
+ * blocks (block starts at rw[r]) against TT x rows, the f16 scales read in
+ * the tile (dw == NULL) or taken from per-chunk arrays dw/vw [R][EY_MM_QSEG]
+ * (T > 4; the same values). y = sum_b (dw_b dx_b) idot_b + coef * sum_b vw_b
+ * sx_b, the offset dot vectorized over 8 blocks (tail lanes masked). pf: the
+ * distance to the next tile, prefetched (0: none). out[r*TT+t]. */
+static EY_MM_AI EY_MM_TGT void F(q_tile_s)(const int R, const int TT, const int kind,
+                                            const uint8_t *const *rw, int nb, size_t pf,
+                                            const float *dw, const float *vw, const int8_t *const *xq,
+                                            const float *const *xd, const float *const *xsum,
+                                            float *out)
+{
+    const size_t bsz = kind == 0 ? 18 : kind == 1 ? 20 : 34;
+    const int qoff = kind == 1 ? 4 : 2;
+    const float coef = kind == 0 ? -8.0f : kind == 1 ? 1.0f : EY_MM_VNNI ? -128.0f : 0.0f;
+    float sc[EY_MM_AMAX * EY_MM_QSEG] __attribute__((aligned(32)));
+    __m256 ov[EY_MM_AMAX];
+    EY_MM_UNROLL
+    for (int i = 0; i < R * TT; i++) ov[i] = _mm256_setzero_ps();
+    /* rows outer: the heads are read in address order (the first touch of
+     * the tile's weights; the hardware prefetcher follows it) */
+    EY_MM_UNROLL
+    for (int r = 0; r < R; r++) {
+        for (int b = 0; b < nb; b += 8) {
+            const int n = nb - b < 8 ? nb - b : 8;
+            const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            /* f16 scales by 16-bit loads inserted in registers (faster
+             * here than vpgatherdd, and no store-forwarding stall) */
+            const uint8_t *q = rw[r] + (size_t)b * bsz;
+            if (pf) { /* the same span of the next tile */
+                _mm_prefetch((const char *)(q + pf), _MM_HINT_T0);
+                _mm_prefetch((const char *)(q + pf + 64), _MM_HINT_T0);
+                _mm_prefetch((const char *)(q + pf + 128), _MM_HINT_T0);
+                if (kind == 2) {
+                    _mm_prefetch((const char *)(q + pf + 192), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(q + pf + 256), _MM_HINT_T0);
+                }
+            }
+            __m256 d8, v8;
+            if (!dw) {
+                d8 = _mm256_cvtph_ps(F(h16x8)(q, bsz, n));
+                v8 = kind == 1 ? _mm256_cvtph_ps(F(h16x8)(q + 2, bsz, n)) : d8;
+            } else if (n == 8) { /* the same values, converted per row chunk */
+                d8 = _mm256_load_ps(dw + r * EY_MM_QSEG + b);
+                v8 = kind == 1 ? _mm256_load_ps(vw + r * EY_MM_QSEG + b) : d8;
+            } else {
+                d8 = _mm256_maskload_ps(dw + r * EY_MM_QSEG + b, m);
+                v8 = kind == 1 ? _mm256_maskload_ps(vw + r * EY_MM_QSEG + b, m) : d8;
+            }
+            EY_MM_UNROLL
+            for (int t = 0; t < TT; t++) {
+                const int i = r * TT + t;
+                __m256 xd8, xs8 = _mm256_setzero_ps();
+                if (n == 8) {
+                    xd8 = _mm256_loadu_ps(xd[t] + b);
+                    if (coef != 0.0f) xs8 = _mm256_loadu_ps(xsum[t] + b);
+                } else {
+                    xd8 = _mm256_maskload_ps(xd[t] + b, m);
+                    if (coef != 0.0f) xs8 = _mm256_maskload_ps(xsum[t] + b, m);
+                }
+                _mm256_store_ps(sc + i * EY_MM_QSEG + b, _mm256_mul_ps(d8, xd8));
+                if (coef != 0.0f) ov[i] = _mm256_fmadd_ps(v8, xs8, ov[i]);
+            }
+        }
+    }
+    const uint8_t *qs[4];
+    EY_MM_UNROLL
+    for (int r = 0; r < R; r++) qs[r] = rw[r] + qoff;
+    __m256 a0[EY_MM_AMAX];
+    EY_MM_UNROLL
+    for (int i = 0; i < R * TT; i++) a0[i] = _mm256_setzero_ps();
+    /* one accumulator per (row, x row), blocks in order, whatever R and TT:
+     * y[t][n] does not depend on T, the tile or the thread count (greedy
+     * speculative verify must reproduce T = 1 decode) */
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        F(q_block)(R, TT, kind, qs, xq, b, sc, a0);
+        F(q_block)(R, TT, kind, qs, xq, b + 1, sc, a0);
+    }
+    if (b < nb) F(q_block)(R, TT, kind, qs, xq, b, sc, a0);
+    EY_MM_UNROLL
+    for (int i = 0; i < R * TT; i++)
+        out[i] = F(hsum)(a0[i]) + (coef != 0.0f ? coef * F(hsum)(ov[i]) : 0.0f);
+}
+
+static EY_MM_TGT void F(q_tile_s_any)(int R, int TT, int kind, const uint8_t *const *rw, int nb,
+                                      size_t pf, const float *dw, const float *vw,
+                                      const int8_t *const *xq, const float *const *xd,
+                                      const float *const *xsum, float *out)
+{
+#define EY_MM_QT(r, tt, k)                                                     \
+    case ((r) * 8 + (tt)) * 3 + (k):                                           \
+        F(q_tile_s)(r, tt, k, rw, nb, pf, dw, vw, xq, xd, xsum, out);          \
+        return;
+#define EY_MM_QT3(r, tt) EY_MM_QT(r, tt, 0) EY_MM_QT(r, tt, 1) EY_MM_QT(r, tt, 2)
+    switch ((R * 8 + TT) * 3 + kind) {
+        EY_MM_QT3(1, 1) EY_MM_QT3(1, 2) EY_MM_QT3(1, 3) EY_MM_QT3(1, 4)
+        EY_MM_QT3(2, 1) EY_MM_QT3(2, 2) EY_MM_QT3(2, 3) EY_MM_QT3(2, 4)
+        EY_MM_QT3(4, 1) EY_MM_QT3(4, 2)
+#if EY_MM_AMAX >= 16
+        EY_MM_QT3(4, 3) EY_MM_QT3(4, 4)
+#endif
+    default:
+        EY_ASSERT(0);
+    }
+#undef EY_MM_QT3
+#undef EY_MM_QT
+}
+
+/* T <= EY_MM_TMAX: one x tile; tiles of rmax rows from n0 (a multiple of
+ * EY_MM_ROWS, itself a multiple of 4), so every row's tile is the same for
+ * any thread count. */
+static EY_MM_TGT void F(mm_q_small)(const mm_args *a, int64_t n0, int64_t n1)
 {
     const ey_dtype wt = a->wt;
     const int kind = wt == EY_Q4_0 ? 0 : wt == EY_Q4_1 ? 1 : 2;
     const size_t bsz = ey_dtype_block_bytes(wt);
-    const int qoff = kind == 1 ? 4 : 2;
+    const int tt = a->T;
+    const int rmax = EY_MM_AMAX / tt >= 4 ? 4 : EY_MM_AMAX / tt >= 2 ? 2 : 1;
+    for (int64_t s0 = 0; s0 < a->nb; s0 += EY_MM_QSEG) {
+        const int ns = (int)(a->nb - s0 < EY_MM_QSEG ? a->nb - s0 : EY_MM_QSEG);
+        const int last = s0 + ns == a->nb;
+        const int8_t *xq[EY_MM_TMAX];
+        const float *xd[EY_MM_TMAX], *xsum[EY_MM_TMAX];
+        for (int t = 0; t < tt; t++) {
+            xq[t] = mm_xq(a, t) + s0 * EY_QK;
+            xd[t] = mm_xd(a, t) + s0;
+            xsum[t] = mm_xsum(a, t) + s0;
+        }
+        for (int64_t n = n0; n < n1;) {
+            const int R = n1 - n >= rmax ? rmax : 1;
+            const uint8_t *rw[4];
+            float out[EY_MM_AMAX];
+            for (int r = 0; r < R; r++) rw[r] = a->W + (size_t)(n + r) * a->rb + (size_t)s0 * bsz;
+            F(q_tile_s_any)(R, tt, kind, rw, ns, EY_MM_PF ? (size_t)(EY_MM_PF * R) * a->rb : 0, NULL, NULL, xq, xd,
+                            xsum, out);
+            for (int r = 0; r < R; r++)
+                for (int t = 0; t < tt; t++) {
+                    float *yp = a->y + (size_t)t * (size_t)a->N + (size_t)(n + r);
+                    float v = s0 == 0 ? out[r * tt + t] : *yp + out[r * tt + t];
+                    if (last && a->bias) v += a->bias[n + r];
+                    *yp = v;
+                }
+            n += R;
+        }
+    }
+}
+
+static EY_MM_TGT void F(mm_q)(const mm_args *a, int64_t n0, int64_t n1)
+{
+    if (a->T <= EY_MM_TMAX) {
+        F(mm_q_small)(a, n0, n1);
+        return;
+    }
+    const ey_dtype wt = a->wt;
+    const int kind = wt == EY_Q4_0 ? 0 : wt == EY_Q4_1 ? 1 : 2;
+    const size_t bsz = ey_dtype_block_bytes(wt);
     /* rows per tile: as many as the accumulators allow for the x-row tile.
      * Groups start at multiples of EY_MM_ROWS (n0 is one; itself a multiple
      * of 4), so the grouping of every row is independent of the thread
@@ -662,12 +740,12 @@ static EY_MM_TGT void F(mm_q)(const mm_args *a, int64_t n0, int64_t n1)
                 }
                 for (int r0 = 0; r0 < nc;) {
                     const int R = nc - r0 >= rmax ? rmax : 1;
-                    const uint8_t *qs[4];
+                    const uint8_t *rw[4];
                     float out[EY_MM_AMAX];
                     for (int r = 0; r < R; r++)
-                        qs[r] = a->W + (size_t)(c0 + r0 + r) * a->rb + (size_t)s0 * bsz + qoff;
-                    F(q_tile_any)(R, tt, kind, qs, ns, dw + r0 * EY_MM_QSEG,
-                                  (kind == 1 ? vw : dw) + r0 * EY_MM_QSEG, xq, xd, xsum, out);
+                        rw[r] = a->W + (size_t)(c0 + r0 + r) * a->rb + (size_t)s0 * bsz;
+                    F(q_tile_s_any)(R, tt, kind, rw, ns, 0, dw + r0 * EY_MM_QSEG, vw + r0 * EY_MM_QSEG, xq,
+                                    xd, xsum, out);
                     for (int r = 0; r < R; r++) {
                         const int64_t n = c0 + r0 + r;
                         for (int t = 0; t < tt; t++) {

@@ -3,12 +3,13 @@
  *  - the reference against a double-precision dot over ey_dequant_row output;
  *  - every fast path this CPU supports (EYRIE_CPU_ISA=scalar|avx2|avx512,
  *    re-read on each call) against the reference, for every weight type,
- *    shapes with N not a multiple of any tile, T in {1,2,3,5,8,17,64},
+ *    shapes with N not a multiple of any tile, T in {1,2,3,4,5,8,17,64},
  *    with and without bias; quantized weights also against a double dot
  *    with x quantized by the fast path's documented rule (a tight check);
  *  - the AVX-512 VNNI kernels built with vpdpbusd emulated (matmul_vnni_emu.c)
  *    on any AVX2 host, so their logic is tested even without AVX-512;
- *  - 1 vs 2 vs 3 threads give memcmp-equal output on every path.
+ *  - 1 vs 2 vs 3 threads give memcmp-equal output on every path, and
+ *    row t of a T-row call equals a T = 1 call on x row t.
  *
  * Seed: EYRIE_TEST_SEED if set, else the time; printed on failure. */
 #include <stdint.h>
@@ -307,6 +308,17 @@ static void run_case(ey_dtype wt, shape s, int has_bias)
         TEST_CHECK_MSG(memcmp(y1, y2, ny * sizeof(float)) == 0 && memcmp(y1, y3, ny * sizeof(float)) == 0,
                        "%s %s N=%lld K=%lld T=%d: 1/2/3 threads differ seed=%llu", name,
                        ey_dtype_name(wt), (long long)N, (long long)K, T, (unsigned long long)g_seed);
+        /* row t of a T-row call is bitwise a T = 1 call on x row t (greedy
+         * speculative verify must reproduce one-token decode) */
+        float *yt = malloc((size_t)N * sizeof(float));
+        int same = 1;
+        for (int t = 0; t < T && same; t++) {
+            fn(yt, wt, W, bias, x + (size_t)t * (size_t)K, N, K, 1, sp, 1);
+            same = memcmp(yt, y1 + (size_t)t * (size_t)N, (size_t)N * sizeof(float)) == 0;
+        }
+        TEST_CHECK_MSG(same, "%s %s N=%lld K=%lld T=%d: differs from T=1 calls seed=%llu", name,
+                       ey_dtype_name(wt), (long long)N, (long long)K, T, (unsigned long long)g_seed);
+        free(yt);
         free(scr);
     }
     unsetenv("EYRIE_CPU_ISA");
@@ -354,6 +366,7 @@ int main(void)
         {1, 32, 1},    {5, 64, 2},     {67, 96, 3},    {67, 576, 5},  {130, 1536, 8},
         {33, 256, 17}, {49, 576, 64},  {50, 320, 2},   {5, 8320, 3},  {3, 16384, 2},
         {81, 1536, 1}, {19, 32, 64},   {40, 576, 3},   {37, 320, 7},  {35, 288, 6},
+        {37, 576, 4},  {70, 2080, 4},  {18, 4160, 1},  {21, 1056, 2},
     };
     /* K not a multiple of 8/16: float weights only */
     static const shape fshapes[] = {{67, 37, 5}, {17, 100, 3}, {5, 7, 1}, {9, 24, 64}, {50, 1, 2}};
