@@ -14,6 +14,7 @@
 
 #include "../core/generate.h"
 #include "../core/model.h"
+#include "../core/spec_cli.h"
 #include "../kernels/ey_backend.h"
 #include "../modalities/media_cli.h"
 
@@ -42,7 +43,13 @@ static void usage_generate(FILE *f)
         "  --threads N          CPU threads (default: all cores)\n"
         "  --ctx N              context size in tokens (default 4096)\n"
         "  --device DEV         cpu (default) | cuda[:N]\n"
-        "  --json               print one JSON object instead of streaming text\n",
+        "  --json               print one JSON object instead of streaming text\n"
+        "  --drafter DIR        EAGLE-3 drafter (speculative decoding; greedy output unchanged)\n"
+        "  --spec-method M      none | chain (default with --drafter) | tree\n"
+        "  --spec-k N           chain: drafts per round (default 4)\n"
+        "  --spec-topk K        tree: children per node (default 4)\n"
+        "  --spec-depth D       tree: draft levels (default 5)\n"
+        "  --spec-tokens N      tree: nodes incl. root (default 16)\n",
         EY_MAX_STOP);
 }
 
@@ -51,6 +58,7 @@ static void usage_main(FILE *f)
     fprintf(f, "usage: eyrie <command> [options]\n\n"
                "commands:\n"
                "  generate       generate text with a model (eyrie generate --help)\n"
+               "  drafter-init   write a random EAGLE-3 drafter (eyrie drafter-init --help)\n"
                "  probe          decode an image or audio file and print what was found\n"
                "                 probe FILE [--json] [--vision qwen2vl|qwen3vl] [--max-pixels N]\n"
                "                       [--n-mels 80|128]\n"
@@ -119,7 +127,8 @@ static int fail(const char *what, ey_err e)
 static int cmd_generate(int argc, char **argv)
 {
     enum { O_MODEL = 256, O_PROMPT, O_CHAT, O_SYSTEM, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_MINP,
-           O_REP, O_REPN, O_SEED, O_STOP, O_IGNEOS, O_THREADS, O_CTX, O_DEVICE, O_JSON, O_HELP };
+           O_REP, O_REPN, O_SEED, O_STOP, O_IGNEOS, O_THREADS, O_CTX, O_DEVICE, O_JSON, O_HELP,
+           O_DRAFTER, O_SPEC_METHOD, O_SPEC_K, O_SPEC_TOPK, O_SPEC_DEPTH, O_SPEC_TOKENS };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"prompt", required_argument, 0, O_PROMPT},
         {"chat", required_argument, 0, O_CHAT}, {"system", required_argument, 0, O_SYSTEM},
@@ -131,11 +140,21 @@ static int cmd_generate(int argc, char **argv)
         {"stop", required_argument, 0, O_STOP}, {"ignore-eos", no_argument, 0, O_IGNEOS},
         {"threads", required_argument, 0, O_THREADS}, {"ctx", required_argument, 0, O_CTX},
         {"device", required_argument, 0, O_DEVICE}, {"json", no_argument, 0, O_JSON},
-        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"help", no_argument, 0, O_HELP},
+        {"drafter", required_argument, 0, O_DRAFTER},
+        {"spec-method", required_argument, 0, O_SPEC_METHOD},
+        {"spec-k", required_argument, 0, O_SPEC_K}, {"spec-topk", required_argument, 0, O_SPEC_TOPK},
+        {"spec-depth", required_argument, 0, O_SPEC_DEPTH},
+        {"spec-tokens", required_argument, 0, O_SPEC_TOKENS}, {0, 0, 0, 0}};
     const char *model = NULL, *prompt = NULL, *chat = NULL, *system = NULL, *device = "cpu";
     ey_gen_params gp = {.max_tokens = 256, .sampling = ey_sampling_default()};
     int threads = 0, n_ctx = 4096;
     bool json = false;
+    const char *drafter = NULL;
+    ey_spec_opts so = ey_spec_opts_default();
+    bool method_set = false;
+    ey_eagle3 *dm = NULL;
+    ey_spec_stats sst = {0};
     optind = 1;
     opterr = 0;
     int o;
@@ -164,6 +183,15 @@ static int cmd_generate(int argc, char **argv)
         case O_DEVICE: device = optarg; break;
         case O_JSON: json = true; break;
         case O_HELP: usage_generate(stdout); return 0;
+        case O_DRAFTER: drafter = optarg; break;
+        case O_SPEC_METHOD:
+            ok = ey_spec_method_parse(optarg, &so.method);
+            method_set = true;
+            break;
+        case O_SPEC_K: ok = parse_int(optarg, 1, EY_SPEC_MAX_DEPTH, &so.k); break;
+        case O_SPEC_TOPK: ok = parse_int(optarg, 1, EY_SPEC_MAX_TOPK, &so.top_k); break;
+        case O_SPEC_DEPTH: ok = parse_int(optarg, 1, EY_SPEC_MAX_DEPTH, &so.depth); break;
+        case O_SPEC_TOKENS: ok = parse_int(optarg, 2, EY_SPEC_MAX_NODES, &so.total_tokens); break;
         default:
             fprintf(stderr, "eyrie generate: unknown or incomplete option '%s'\n",
                     argv[optind - 1]);
@@ -193,6 +221,15 @@ static int cmd_generate(int argc, char **argv)
     }
     ey_err e = ey_sampling_check(&gp.sampling);
     if (e) {
+        fprintf(stderr, "eyrie generate: %s\n", ey_err_detail());
+        return 2;
+    }
+    if (method_set && so.method != EY_SPEC_NONE && !drafter) {
+        fprintf(stderr, "eyrie generate: --spec-method needs --drafter\n");
+        return 2;
+    }
+    if (!drafter) so.method = EY_SPEC_NONE;
+    if ((e = ey_spec_opts_check(&so))) {
         fprintf(stderr, "eyrie generate: %s\n", ey_err_detail());
         return 2;
     }
@@ -231,8 +268,13 @@ static int cmd_generate(int argc, char **argv)
         goto out;
     }
     if (n_ctx > m->cfg.n_ctx_train) n_ctx = m->cfg.n_ctx_train;
-    if ((e = ey_ctx_create(m, n_ctx, 512, 1, &ctx))) {
+    int rows = ey_spec_ctx_rows(&so);
+    if ((e = ey_ctx_create(m, n_ctx, rows > 512 ? rows : 512, rows, &ctx))) {
         rc = fail("context", e);
+        goto out;
+    }
+    if (so.method != EY_SPEC_NONE && (e = ey_eagle3_load(drafter, m, NULL, &dm))) {
+        rc = fail(drafter, e);
         goto out;
     }
     e = chat ? ey_prompt_chat(m, system, chat, &ids, &n_ids) : ey_prompt_text(m, prompt, &ids, &n_ids);
@@ -240,7 +282,10 @@ static int cmd_generate(int argc, char **argv)
         rc = fail("prompt", e);
         goto out;
     }
-    if ((e = ey_generate(ctx, ids, n_ids, &gp, json ? NULL : stream_cb, NULL, &res))) {
+    e = dm ? ey_spec_generate(ctx, dm, &so, ids, n_ids, &gp, json ? NULL : stream_cb, NULL, &res,
+                              &sst)
+           : ey_generate(ctx, ids, n_ids, &gp, json ? NULL : stream_cb, NULL, &res);
+    if (e) {
         rc = fail("generate", e);
         goto out;
     }
@@ -258,16 +303,22 @@ static int cmd_generate(int argc, char **argv)
         cJSON_AddNumberToObject(t, "decode_ms", res.decode_ms);
         cJSON_AddNumberToObject(t, "decode_tokens_per_s",
                                 res.decode_ms > 0 ? res.decode_steps * 1000.0 / res.decode_ms : 0);
+        if (dm) cJSON_AddItemToObject(o, "spec", ey_spec_stats_json(&sst));
         char *s = cJSON_PrintUnformatted(o);
         if (s) puts(s);
         free(s);
         cJSON_Delete(o);
     } else {
         putchar('\n');
+        if (dm)
+            fprintf(stderr, "spec %s: tau %.2f, %ld/%ld drafts accepted in %d rounds\n",
+                    sst.method, sst.mean_accept_len, (long)sst.accepted, (long)sst.drafted,
+                    sst.rounds);
     }
     rc = 0;
 out:
     ey_gen_result_free(&res);
+    ey_eagle3_free(dm);
     free(ids);
     ey_ctx_free(ctx);
     ey_model_free(m);
@@ -284,6 +335,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "drafter-init")) return ey_cli_drafter_init(argc - 1, argv + 1);
     if (!strcmp(cmd, "probe")) return ey_cli_probe(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert-audio")) return ey_cli_convert_audio(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
