@@ -11,6 +11,7 @@ SECS="${1:-60}"; shift || true
 TARGETS=("${@:-image audio mel}")
 OUT=build-fuzz
 mkdir -p "$OUT"
+fail=0
 CC="${CC:-clang}"
 FLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fno-math-errno -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I."
 LIBS="$(pkg-config --cflags --libs libturbojpeg libpng libavformat libavcodec libavutil libswresample) -lm"
@@ -22,7 +23,11 @@ for t in ${TARGETS[@]}; do
   "$CC" $FLAGS -D"$def" tests/fuzz/fuzz_media.c $SRCS $LIBS -o "$OUT/fuzz-$t"
   mkdir -p "$OUT/corpus-$t"
   echo "== fuzz-$t for ${SECS}s"
-  ASAN_OPTIONS=detect_leaks=1 "$OUT/fuzz-$t" -max_total_time="$SECS" -max_len=262144 -rss_limit_mb=2048 \
+  if ! ASAN_OPTIONS=detect_leaks=1 "$OUT/fuzz-$t" -max_total_time="$SECS" -max_len=262144 -rss_limit_mb=2048 \
     -timeout=20 -artifact_prefix="$OUT/crash-$t-" -print_final_stats=1 \
-    "$OUT/corpus-$t" samples/media tests/fixtures/media/corpus 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" || true
+    "$OUT/corpus-$t" samples/media tests/fixtures/media/corpus > "$OUT/fuzz-$t.log" 2>&1; then
+    echo "fuzz-$t: FAILED (see $OUT/fuzz-$t.log)"; grep -E "ERROR|SUMMARY" "$OUT/fuzz-$t.log" | head -5; fail=1
+  fi
+  grep -E "stat::number_of_executed_units|Done" "$OUT/fuzz-$t.log" || true
 done
+exit $fail

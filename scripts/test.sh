@@ -3,7 +3,11 @@
 # then the 'unit' and 'model-tiny' suites again in an AddressSanitizer +
 # UndefinedBehaviorSanitizer build (build-asan/: hostile-input tests must be
 # clean there too), and print a closing line "N passed, N failed" over both.
-# Exits non-zero on any failure. EYRIE_TEST_ASAN=0 skips the sanitizer pass.
+# A short libFuzzer run (EYRIE_FUZZ_SECONDS per target, default 20) over the
+# media decoders and the model/tokenizer parsers follows; a crash, leak or
+# sanitizer report fails the run.
+# Exits non-zero on any failure. EYRIE_TEST_ASAN=0 skips the sanitizer pass,
+# EYRIE_TEST_FUZZ=0 the fuzzing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
@@ -26,6 +30,11 @@ if [ "${EYRIE_TEST_ASAN:-1}" != 0 ]; then
         echo "test: sanitizer build failed" >&2
         rc=1
     fi
+fi
+if [ "${EYRIE_TEST_FUZZ:-1}" != 0 ]; then
+    secs="${EYRIE_FUZZ_SECONDS:-20}"
+    scripts/fuzz-media.sh "$secs" || { echo "test: media fuzzing failed" >&2; rc=1; }
+    scripts/fuzz-loaders.sh "$secs" || { echo "test: loader fuzzing failed" >&2; rc=1; }
 fi
 python3 scripts/test-summary.py "${logs[@]}" || rc=1
 exit $rc
