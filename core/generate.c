@@ -18,13 +18,7 @@ void ey_gen_result_free(ey_gen_result *r)
     memset(r, 0, sizeof *r);
 }
 
-/* Text buffer with stop-string handling: `emitted` bytes were streamed. */
-typedef struct textbuf {
-    char *s;
-    size_t len, cap, emitted;
-} textbuf;
-
-static ey_err tb_append(textbuf *t, const char *p, size_t n)
+ey_err ey_textbuf_append(ey_textbuf *t, const char *p, size_t n)
 {
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 256;
@@ -40,8 +34,7 @@ static ey_err tb_append(textbuf *t, const char *p, size_t n)
     return EY_OK;
 }
 
-/* Returns true (and cuts the text) if a stop string appeared. */
-static bool check_stop(textbuf *t, const ey_gen_params *gp, size_t *safe)
+bool ey_textbuf_check_stop(ey_textbuf *t, const ey_gen_params *gp, size_t *safe)
 {
     *safe = t->len;
     for (int i = 0; i < gp->n_stop; i++) {
@@ -68,7 +61,7 @@ static bool check_stop(textbuf *t, const ey_gen_params *gp, size_t *safe)
     return false;
 }
 
-static void emit(textbuf *t, size_t upto, ey_text_cb cb, void *ud)
+void ey_textbuf_emit(ey_textbuf *t, size_t upto, ey_text_cb cb, void *ud)
 {
     if (upto > t->emitted) {
         if (cb) cb(ud, t->s + t->emitted, upto - t->emitted);
@@ -101,7 +94,7 @@ ey_err ey_generate(ey_ctx *c, const int32_t *prompt, int n_prompt, const ey_gen_
     float *logits = malloc((size_t)V * sizeof *logits);
     int cap = n_prompt + gp->max_tokens;
     int32_t *hist = malloc((size_t)cap * sizeof *hist);
-    textbuf tb = {0};
+    ey_textbuf tb = {0};
     ey_detok dt = {.skip_special = true};
     if (!logits || !hist) {
         e = ey_err_set(EY_ERR_NOMEM, "no memory");
@@ -123,15 +116,15 @@ ey_err ey_generate(ey_ctx *c, const int32_t *prompt, int n_prompt, const ey_gen_
         bool eog = !gp->ignore_eos && m->tok && ey_tokenizer_is_eog(m->tok, tok);
         if (!eog && m->tok) {
             int n = ey_detok_push(&dt, m->tok, tok, piece, sizeof piece);
-            if (n > 0 && (e = tb_append(&tb, piece, (size_t)n))) goto out;
+            if (n > 0 && (e = ey_textbuf_append(&tb, piece, (size_t)n))) goto out;
         }
         size_t safe;
-        if (check_stop(&tb, gp, &safe)) {
+        if (ey_textbuf_check_stop(&tb, gp, &safe)) {
             res->finish_reason = "stop";
-            emit(&tb, tb.len, cb, ud);
+            ey_textbuf_emit(&tb, tb.len, cb, ud);
             break;
         }
-        emit(&tb, safe, cb, ud);
+        ey_textbuf_emit(&tb, safe, cb, ud);
         if (eog) {
             res->finish_reason = "stop";
             break;
@@ -143,11 +136,11 @@ ey_err ey_generate(ey_ctx *c, const int32_t *prompt, int n_prompt, const ey_gen_
     }
     if (m->tok && strcmp(res->finish_reason, "stop")) {
         int n = ey_detok_flush(&dt, piece, sizeof piece);
-        if (n > 0 && (e = tb_append(&tb, piece, (size_t)n))) goto out;
+        if (n > 0 && (e = ey_textbuf_append(&tb, piece, (size_t)n))) goto out;
         size_t safe;
-        check_stop(&tb, gp, &safe);
+        ey_textbuf_check_stop(&tb, gp, &safe);
     }
-    emit(&tb, tb.len, cb, ud);
+    ey_textbuf_emit(&tb, tb.len, cb, ud);
     res->decode_ms = ey_now_ms() - t1;
     res->n_ids = n_hist - n_prompt;
     res->ids = malloc((size_t)(res->n_ids ? res->n_ids : 1) * sizeof *res->ids);
@@ -156,7 +149,7 @@ ey_err ey_generate(ey_ctx *c, const int32_t *prompt, int n_prompt, const ey_gen_
         goto out;
     }
     memcpy(res->ids, hist + n_prompt, (size_t)res->n_ids * sizeof *res->ids);
-    if (!tb.s && (e = tb_append(&tb, "", 0))) goto out;
+    if (!tb.s && (e = ey_textbuf_append(&tb, "", 0))) goto out;
     res->text = tb.s;
     res->text_len = tb.len;
     tb.s = NULL;

@@ -35,6 +35,21 @@ typedef struct ey_gen_result {
     int decode_steps; /* forward passes after prefill */
 } ey_gen_result;
 
+/* Output text with stop-string handling, shared by the generation loops:
+ * `emitted` bytes have been streamed. */
+typedef struct ey_textbuf {
+    char *s;
+    size_t len, cap, emitted;
+} ey_textbuf;
+
+ey_err ey_textbuf_append(ey_textbuf *t, const char *p, size_t n);
+/* True (and the text cut before it) if a stop string appeared; *safe is how
+ * far the text may be streamed (a suffix that may grow into a stop string is
+ * held back). */
+bool ey_textbuf_check_stop(ey_textbuf *t, const ey_gen_params *gp, size_t *safe);
+/* Stream text up to byte `upto` through cb. */
+void ey_textbuf_emit(ey_textbuf *t, size_t upto, ey_text_cb cb, void *ud);
+
 ey_err ey_generate(ey_ctx *c, const int32_t *prompt, int n_prompt, const ey_gen_params *gp,
                    ey_text_cb cb, void *ud, ey_gen_result *res);
 void ey_gen_result_free(ey_gen_result *r);

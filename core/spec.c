@@ -61,63 +61,6 @@ int ey_spec_ctx_rows(const ey_spec_opts *o)
     return n;
 }
 
-/* ---------------------------------------------------------------- text
- * The same stop-string handling as generate.c (kept private there). */
-
-typedef struct textbuf {
-    char *s;
-    size_t len, cap, emitted;
-} textbuf;
-
-static ey_err tb_append(textbuf *t, const char *p, size_t n)
-{
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *g = realloc(t->s, cap);
-        if (!g) return ey_err_set(EY_ERR_NOMEM, "no memory for output text");
-        t->s = g;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, p, n);
-    t->len += n;
-    t->s[t->len] = 0;
-    return EY_OK;
-}
-
-static bool check_stop(textbuf *t, const ey_gen_params *gp, size_t *safe)
-{
-    *safe = t->len;
-    for (int i = 0; i < gp->n_stop; i++) {
-        const char *st = gp->stop[i];
-        size_t sl = strlen(st);
-        if (!sl) continue;
-        size_t from = t->emitted;
-        char *hit = t->len >= sl ? memmem(t->s + from, t->len - from, st, sl) : NULL;
-        if (hit) {
-            t->len = (size_t)(hit - t->s);
-            t->s[t->len] = 0;
-            *safe = t->len;
-            return true;
-        }
-        for (size_t k = sl - 1; k > 0; k--) {
-            if (k <= t->len - t->emitted && !memcmp(t->s + t->len - k, st, k)) {
-                if (t->len - k < *safe) *safe = t->len - k;
-                break;
-            }
-        }
-    }
-    return false;
-}
-
-static void emit(textbuf *t, size_t upto, ey_text_cb cb, void *ud)
-{
-    if (upto > t->emitted) {
-        if (cb) cb(ud, t->s + t->emitted, upto - t->emitted);
-        t->emitted = upto;
-    }
-}
-
 /* ---------------------------------------------------------------- state */
 
 typedef struct spec_run {
@@ -134,7 +77,7 @@ typedef struct spec_run {
     int max_rows;
     ey_sampler smp;
     ey_seq seq, dseq;
-    textbuf tb;
+    ey_textbuf tb;
     ey_detok dt;
     int32_t *hist;
     int n_hist, n_prompt;
@@ -174,16 +117,16 @@ static ey_err push_token(spec_run *r, int32_t tok)
     ey_err e;
     if (!eog && m->tok) {
         int n = ey_detok_push(&r->dt, m->tok, tok, piece, sizeof piece);
-        if (n > 0 && (e = tb_append(&r->tb, piece, (size_t)n))) return e;
+        if (n > 0 && (e = ey_textbuf_append(&r->tb, piece, (size_t)n))) return e;
     }
     size_t safe;
-    if (check_stop(&r->tb, gp, &safe)) {
+    if (ey_textbuf_check_stop(&r->tb, gp, &safe)) {
         r->res->finish_reason = "stop";
-        emit(&r->tb, r->tb.len, r->cb, r->ud);
+        ey_textbuf_emit(&r->tb, r->tb.len, r->cb, r->ud);
         r->done = true;
         return EY_OK;
     }
-    emit(&r->tb, safe, r->cb, r->ud);
+    ey_textbuf_emit(&r->tb, safe, r->cb, r->ud);
     if (eog) {
         r->res->finish_reason = "stop";
         r->done = true;
@@ -648,11 +591,11 @@ ey_err ey_spec_generate(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so, const i
     if (m->tok && strcmp(res->finish_reason, "stop")) {
         char piece[256];
         int np = ey_detok_flush(&r->dt, piece, sizeof piece);
-        if (np > 0 && (e = tb_append(&r->tb, piece, (size_t)np))) goto out;
+        if (np > 0 && (e = ey_textbuf_append(&r->tb, piece, (size_t)np))) goto out;
         size_t safe;
-        check_stop(&r->tb, gp, &safe);
+        ey_textbuf_check_stop(&r->tb, gp, &safe);
     }
-    emit(&r->tb, r->tb.len, cb, ud);
+    ey_textbuf_emit(&r->tb, r->tb.len, cb, ud);
     res->n_ids = r->n_hist - n_prompt;
     res->ids = malloc((size_t)(res->n_ids ? res->n_ids : 1) * sizeof *res->ids);
     if (!res->ids) {
@@ -660,7 +603,7 @@ ey_err ey_spec_generate(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so, const i
         goto out;
     }
     memcpy(res->ids, r->hist + n_prompt, (size_t)res->n_ids * sizeof *res->ids);
-    if (!r->tb.s && (e = tb_append(&r->tb, "", 0))) goto out;
+    if (!r->tb.s && (e = ey_textbuf_append(&r->tb, "", 0))) goto out;
     res->text = r->tb.s;
     res->text_len = r->tb.len;
     r->tb.s = NULL;
