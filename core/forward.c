@@ -17,6 +17,7 @@ ey_err ey_kv_pool_init(ey_kv_pool *p, ey_backend *be, const ey_model_config *c, 
     p->kv_dim = c->n_kv_head * c->head_dim;
     p->block_size = block_size;
     p->n_blocks = (n_rows + block_size - 1) / block_size;
+    p->n_rows = n_rows;
     size_t bytes = (size_t)p->n_layer * p->n_blocks * block_size * p->kv_dim * sizeof(float);
     ey_err e;
     if ((e = be->iface.buf_alloc(be, bytes, &p->k))) return e;

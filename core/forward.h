@@ -14,6 +14,7 @@
 typedef struct ey_kv_pool {
     ey_backend *be;
     int n_layer, kv_dim, block_size, n_blocks;
+    int n_rows; /* rows a context may use (the pool rounds up to whole blocks) */
     ey_buf *k, *v;   /* [n_layer][n_blocks][block_size][kv_dim] f32 each */
     int32_t *free_list;
     int n_free;

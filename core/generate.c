@@ -37,19 +37,26 @@ ey_err ey_textbuf_append(ey_textbuf *t, const char *p, size_t n)
 bool ey_textbuf_check_stop(ey_textbuf *t, const ey_gen_params *gp, size_t *safe)
 {
     *safe = t->len;
+    /* the earliest match of any stop string wins; a match can only start in
+     * the not-yet-emitted tail */
+    const char *first = NULL;
+    for (int i = 0; i < gp->n_stop; i++) {
+        size_t sl = strlen(gp->stop[i]);
+        const char *hit = sl && t->len >= sl
+                              ? memmem(t->s + t->emitted, t->len - t->emitted, gp->stop[i], sl)
+                              : NULL;
+        if (hit && (!first || hit < first)) first = hit;
+    }
+    if (first) {
+        t->len = (size_t)(first - t->s);
+        t->s[t->len] = 0;
+        *safe = t->len;
+        return true;
+    }
     for (int i = 0; i < gp->n_stop; i++) {
         const char *st = gp->stop[i];
         size_t sl = strlen(st);
         if (!sl) continue;
-        /* a match can only start in the not-yet-emitted tail */
-        size_t from = t->emitted;
-        char *hit = t->len >= sl ? memmem(t->s + from, t->len - from, st, sl) : NULL;
-        if (hit) {
-            t->len = (size_t)(hit - t->s);
-            t->s[t->len] = 0;
-            *safe = t->len;
-            return true;
-        }
         /* hold back a suffix that may grow into this stop string */
         for (size_t k = sl - 1; k > 0; k--) {
             if (k <= t->len - t->emitted && !memcmp(t->s + t->len - k, st, k)) {
@@ -82,8 +89,8 @@ ey_err ey_generate(ey_ctx *c, const int32_t *prompt, int n_prompt, const ey_gen_
     for (int i = 0; i < gp->n_stop; i++)
         if (!gp->stop[i] || strlen(gp->stop[i]) > EY_MAX_STOP_LEN)
             return ey_err_set(EY_ERR_ARG, "stop string longer than %d bytes", EY_MAX_STOP_LEN);
-    int max_rows = c->kv.n_blocks * c->kv.block_size;
-    if (n_prompt >= max_rows)
+    int max_rows = c->kv.n_rows;
+    if (n_prompt > max_rows)
         return ey_err_set(EY_ERR_CAPACITY, "prompt of %d tokens does not fit the context of %d",
                           n_prompt, max_rows);
     ey_sampler smp;
@@ -92,7 +99,9 @@ ey_err ey_generate(ey_ctx *c, const int32_t *prompt, int n_prompt, const ey_gen_
     ey_seq seq;
     ey_seq_init(&seq, max_rows);
     float *logits = malloc((size_t)V * sizeof *logits);
-    int cap = n_prompt + gp->max_tokens;
+    /* at most max_rows - n_prompt + 1 tokens can be generated */
+    int cap = n_prompt + (gp->max_tokens < max_rows - n_prompt + 1 ? gp->max_tokens
+                                                                  : max_rows - n_prompt + 1);
     int32_t *hist = malloc((size_t)cap * sizeof *hist);
     ey_textbuf tb = {0};
     ey_detok dt = {.skip_special = true};

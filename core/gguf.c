@@ -220,8 +220,7 @@ ey_err ey_gguf_get_i32_array(const ey_gguf *g, const char *key, int32_t **out, i
     size_t sz = scalar_size(kv->arr_type);
     for (uint64_t i = 0; i < kv->arr_n; i++) {
         int64_t v = 0;
-        read_int(kv->arr_type, kv->val + i * sz, &v);
-        if (v < INT32_MIN || v > INT32_MAX) {
+        if (!read_int(kv->arr_type, kv->val + i * sz, &v) || v < INT32_MIN || v > INT32_MAX) {
             free(a);
             return ey_err_set(EY_ERR_FORMAT, "gguf: '%s'[%llu] out of range", key,
                               (unsigned long long)i);
@@ -240,6 +239,28 @@ const ey_gguf_tensor *ey_gguf_tensor_find(const ey_gguf *g, const char *name)
     return NULL;
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const ey_gguf_tensor *const *)a)->name,
+                  (*(const ey_gguf_tensor *const *)b)->name);
+}
+
+/* Duplicate tensor names, found by sorting (O(n log n) for 65,536 names). */
+static ey_err check_unique(ey_gguf *g)
+{
+    if (g->n_tensors < 2) return EY_OK;
+    const ey_gguf_tensor **idx = malloc((size_t)g->n_tensors * sizeof *idx);
+    if (!idx) return ey_err_set(EY_ERR_NOMEM, "gguf: no memory");
+    for (int64_t i = 0; i < g->n_tensors; i++) idx[i] = &g->tensors[i];
+    qsort(idx, (size_t)g->n_tensors, sizeof *idx, name_cmp);
+    ey_err e = EY_OK;
+    for (int64_t i = 1; i < g->n_tensors && !e; i++)
+        if (!strcmp(idx[i - 1]->name, idx[i]->name))
+            e = ey_err_set(EY_ERR_FORMAT, "gguf: duplicate tensor '%s'", idx[i]->name);
+    free(idx);
+    return e;
+}
+
 static ey_err parse(ey_gguf *g)
 {
     cursor c = {g->map, (const uint8_t *)g->map + g->size};
@@ -256,6 +277,15 @@ static ey_err parse(ey_gguf *g)
         return ey_err_set(EY_ERR_LIMIT, "gguf: header declares %llu tensors / %llu keys (max %d)",
                           (unsigned long long)n_tensors, (unsigned long long)n_kv,
                           EY_GGUF_MAX_TENSORS);
+    /* the smallest possible entries: a key-value is >= 13 bytes (8 length +
+     * 4 type + 1 value), a tensor info >= 32 (8 name length + 4 dims + 8 dim
+     * + 4 type + 8 offset): refuse counts the file cannot hold before sizing
+     * anything by them */
+    size_t left = (size_t)(c.end - c.p);
+    if (n_kv > left / 13 || n_tensors > left / 32)
+        return ey_err_set(EY_ERR_FORMAT, "gguf: header declares %llu keys and %llu tensors, "
+                          "more than the file can hold", (unsigned long long)n_kv,
+                          (unsigned long long)n_tensors);
     g->kv = calloc(n_kv ? (size_t)n_kv : 1, sizeof *g->kv);
     g->tensors = calloc(n_tensors ? (size_t)n_tensors : 1, sizeof *g->tensors);
     if (!g->kv || !g->tensors) return ey_err_set(EY_ERR_NOMEM, "gguf: no memory for header");
@@ -324,11 +354,8 @@ static ey_err parse(ey_gguf *g)
             return ey_err_set(EY_ERR_FORMAT, "gguf: tensor '%s' extends past the end of the file "
                               "(truncated?)", t->name);
         t->data = (const uint8_t *)g->map + g->data_off + off;
-        for (int64_t j = 0; j < i; j++)
-            if (strcmp(g->tensors[j].name, t->name) == 0)
-                return ey_err_set(EY_ERR_FORMAT, "gguf: duplicate tensor '%s'", t->name);
     }
-    return EY_OK;
+    return check_unique(g);
 }
 
 static void gguf_free(ey_gguf *g)

@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,27 @@ static bool st_dtype(const char *s, ey_dtype *t)
     else if (!strcmp(s, "BF16")) *t = EY_BF16;
     else return false;
     return true;
+}
+
+static int st_name_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const ey_st_tensor *const *)a)->name, (*(const ey_st_tensor *const *)b)->name);
+}
+
+/* Tensor names must be unique across the file and all shards so far. */
+static ey_err check_unique(const ey_safetensors *st, const char *label)
+{
+    if (st->n_tensors < 2) return EY_OK;
+    const ey_st_tensor **idx = malloc((size_t)st->n_tensors * sizeof *idx);
+    if (!idx) return ey_err_set(EY_ERR_NOMEM, "no memory");
+    for (int64_t i = 0; i < st->n_tensors; i++) idx[i] = &st->tensors[i];
+    qsort(idx, (size_t)st->n_tensors, sizeof *idx, st_name_cmp);
+    ey_err e = EY_OK;
+    for (int64_t i = 1; i < st->n_tensors && !e; i++)
+        if (!strcmp(idx[i - 1]->name, idx[i]->name))
+            e = ey_err_set(EY_ERR_FORMAT, "%s: duplicate tensor '%.100s'", label, idx[i]->name);
+    free(idx);
+    return e;
 }
 
 ey_err ey_st_parse_into(ey_safetensors *st, const void *data, size_t size, const char *label)
@@ -117,7 +139,8 @@ ey_err ey_st_parse_into(ey_safetensors *st, const void *data, size_t size, const
         double o0 = cJSON_IsNumber(offs->child) ? offs->child->valuedouble : -1;
         double o1 = cJSON_IsNumber(offs->child->next) ? offs->child->next->valuedouble : -1;
         size_t esz = ey_dtype_block_bytes(t.type);
-        if (o0 < 0 || o1 < o0 || o1 > (double)data_size || o1 - o0 != (double)(nel * esz)) {
+        if (o0 < 0 || o1 < o0 || o1 > (double)data_size || o0 != floor(o0) ||
+            o1 != floor(o1) || o1 - o0 != (double)(nel * esz)) {
             err = ey_err_set(EY_ERR_FORMAT, "%s: tensor '%.100s' byte range [%.0f, %.0f) does "
                              "not match its shape or the file (truncated?)", label, it->string,
                              o0, o1);
@@ -132,7 +155,7 @@ ey_err ey_st_parse_into(ey_safetensors *st, const void *data, size_t size, const
         st->tensors[st->n_tensors++] = t;
     }
     cJSON_Delete(root);
-    return err;
+    return err ? err : check_unique(st, label);
 }
 
 static ey_err map_file(const char *path, ey_st_file *f)

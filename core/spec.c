@@ -527,7 +527,7 @@ ey_err ey_spec_generate(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so, const i
     r->FW = d ? ey_eagle3_feat_width(d) : 0;
     shape(so, &r->K, &r->D, &r->NT);
     if (d && r->K > r->Vd) r->K = r->Vd;
-    r->max_rows = c->kv.n_blocks * c->kv.block_size;
+    r->max_rows = c->kv.n_rows;
     r->n_prompt = n_prompt;
     r->dt = (ey_detok){.skip_special = true};
     ey_seq_init(&r->seq, r->max_rows);

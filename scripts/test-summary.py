@@ -7,7 +7,11 @@ import json
 import sys
 
 passed = failed = skipped = 0
-for path in sys.argv[1:]:
+args = sys.argv[1:]
+if args[:1] == ["--extra-failed"]:
+    failed += int(args[1])  # failures outside the logs (sanitizer build, fuzzing)
+    args = args[2:]
+for path in args:
     try:
         with open(path) as f:
             for line in f:
