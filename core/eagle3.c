@@ -4,12 +4,10 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,30 +16,12 @@
 
 /* ================================================================ files */
 
-/* Drafter checkpoints hold I64 (d2t) and BOOL (t2d) tensors, which the
- * weight reader in safetensors.c refuses; this is a small reader for the
- * drafter's own file(s) with the same checks (header size, byte ranges
- * inside the data section and equal to dtype x shape). */
-enum { DT_I64 = 1000, DT_BOOL = 1001, DT_I32 = 1002 };
-
-typedef struct dt_tensor {
-    char *name;
-    int type; /* ey_dtype or DT_* */
-    int n_dims;
-    int64_t shape[EY_ST_MAX_DIMS];
-    const uint8_t *data;
-    size_t bytes;
-} dt_tensor;
-
-#define E3_MAX_SHARDS 64
-#define E3_MAX_TENSORS 4096
+/* Drafter files are read with the shared safetensors reader, which also
+ * takes the I64 (d2t) and BOOL (t2d) tensors drafters carry. */
+typedef ey_st_tensor dt_tensor;
 
 typedef struct ey_eagle3_priv {
-    void *maps[E3_MAX_SHARDS];
-    size_t map_size[E3_MAX_SHARDS];
-    int n_maps;
-    dt_tensor *t;
-    int n_t;
+    ey_safetensors *st;
     void **host;
     int n_host, cap_host;
     ey_buf **bufs;
@@ -49,149 +29,19 @@ typedef struct ey_eagle3_priv {
     char prefix[16]; /* "midlayer." or "layers.0." */
 } ey_eagle3_priv;
 
-static size_t dt_size(int type)
-{
-    switch (type) {
-    case DT_I64: return 8;
-    case DT_BOOL: return 1;
-    case DT_I32: return 4;
-    default: return ey_dtype_block_bytes((ey_dtype)type);
-    }
-}
+static size_t dt_size(int type) { return ey_dtype_block_bytes((ey_dtype)type); }
 
 static const char *dt_name(int type)
 {
     switch (type) {
-    case DT_I64: return "I64";
-    case DT_BOOL: return "BOOL";
-    case DT_I32: return "I32";
+    case EY_I64: return "I64";
+    case EY_BOOL: return "BOOL";
+    case EY_I32: return "I32";
     case EY_F32: return "F32";
     case EY_F16: return "F16";
     case EY_BF16: return "BF16";
     }
     return "?";
-}
-
-static bool dt_parse_type(const char *s, int *t)
-{
-    static const struct { const char *n; int t; } k[] = {
-        {"F32", EY_F32}, {"F16", EY_F16}, {"BF16", EY_BF16},
-        {"I64", DT_I64}, {"BOOL", DT_BOOL}, {"I32", DT_I32}};
-    for (size_t i = 0; i < sizeof k / sizeof *k; i++)
-        if (!strcmp(s, k[i].n)) {
-            *t = k[i].t;
-            return true;
-        }
-    return false;
-}
-
-static ey_err dt_parse(ey_eagle3_priv *p, const uint8_t *data, size_t size, const char *label)
-{
-    uint64_t hlen;
-    if (size < 8) return ey_err_set(EY_ERR_FORMAT, "drafter %s: truncated safetensors header", label);
-    memcpy(&hlen, data, 8);
-    if (hlen > EY_ST_MAX_HEADER)
-        return ey_err_set(EY_ERR_LIMIT, "drafter %s: safetensors header of %llu bytes exceeds %u",
-                          label, (unsigned long long)hlen, EY_ST_MAX_HEADER);
-    if (hlen > size - 8)
-        return ey_err_set(EY_ERR_FORMAT, "drafter %s: safetensors header longer than the file "
-                          "(truncated?)", label);
-    cJSON *root = cJSON_ParseWithLength((const char *)data + 8, (size_t)hlen);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return ey_err_set(EY_ERR_FORMAT, "drafter %s: safetensors header is not a JSON object",
-                          label);
-    }
-    const uint8_t *base = data + 8 + hlen;
-    size_t data_size = size - 8 - (size_t)hlen;
-    int n = cJSON_GetArraySize(root);
-    if (n < 0 || p->n_t + n > E3_MAX_TENSORS) {
-        cJSON_Delete(root);
-        return ey_err_set(EY_ERR_LIMIT, "drafter %s: more than %d tensors", label, E3_MAX_TENSORS);
-    }
-    dt_tensor *g = realloc(p->t, (size_t)(p->n_t + n + 1) * sizeof *g);
-    if (!g) {
-        cJSON_Delete(root);
-        return ey_err_set(EY_ERR_NOMEM, "no memory");
-    }
-    p->t = g;
-    ey_err err = EY_OK;
-    for (cJSON *it = root->child; it && !err; it = it->next) {
-        if (!strcmp(it->string, "__metadata__")) continue;
-        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
-        const cJSON *shape = cJSON_GetObjectItemCaseSensitive(it, "shape");
-        const cJSON *offs = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
-        dt_tensor t = {0};
-        if (!cJSON_IsString(dt) || !cJSON_IsArray(shape) || !cJSON_IsArray(offs) ||
-            cJSON_GetArraySize(offs) != 2) {
-            err = ey_err_set(EY_ERR_FORMAT, "drafter %s: tensor '%.100s' has a malformed entry",
-                             label, it->string);
-            break;
-        }
-        if (!dt_parse_type(dt->valuestring, &t.type)) {
-            err = ey_err_set(EY_ERR_UNSUPPORTED, "drafter %s: tensor '%.100s' has dtype %.16s "
-                             "(F32, F16, BF16, I64, BOOL, I32 are read)", label, it->string,
-                             dt->valuestring);
-            break;
-        }
-        t.n_dims = cJSON_GetArraySize(shape);
-        if (t.n_dims > EY_ST_MAX_DIMS) {
-            err = ey_err_set(EY_ERR_UNSUPPORTED, "drafter %s: tensor '%.100s' has %d dims", label,
-                             it->string, t.n_dims);
-            break;
-        }
-        uint64_t nel = 1;
-        int d = 0;
-        for (const cJSON *s = shape->child; s; s = s->next, d++) {
-            double v = cJSON_IsNumber(s) ? s->valuedouble : -1;
-            if (v < 0 || v > (double)(1ull << 40) || v != (double)(int64_t)v ||
-                (v > 0 && nel > (1ull << 46) / (uint64_t)v)) {
-                err = ey_err_set(EY_ERR_FORMAT, "drafter %s: tensor '%.100s' has a bad shape",
-                                 label, it->string);
-                break;
-            }
-            t.shape[d] = (int64_t)v;
-            nel *= (uint64_t)v;
-        }
-        if (err) break;
-        double o0 = cJSON_IsNumber(offs->child) ? offs->child->valuedouble : -1;
-        double o1 = cJSON_IsNumber(offs->child->next) ? offs->child->next->valuedouble : -1;
-        if (o0 < 0 || o1 < o0 || o1 > (double)data_size ||
-            o1 - o0 != (double)(nel * dt_size(t.type))) {
-            err = ey_err_set(EY_ERR_FORMAT, "drafter %s: tensor '%.100s' byte range [%.0f, %.0f) "
-                             "does not match its shape or the file (truncated?)", label,
-                             it->string, o0, o1);
-            break;
-        }
-        t.data = base + (size_t)o0;
-        t.bytes = (size_t)(o1 - o0);
-        if (!(t.name = strdup(it->string))) {
-            err = ey_err_set(EY_ERR_NOMEM, "no memory");
-            break;
-        }
-        p->t[p->n_t++] = t;
-    }
-    cJSON_Delete(root);
-    return err;
-}
-
-static ey_err dt_map(ey_eagle3_priv *p, const char *path)
-{
-    if (p->n_maps >= E3_MAX_SHARDS)
-        return ey_err_set(EY_ERR_LIMIT, "drafter: more than %d shards", E3_MAX_SHARDS);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ey_err_set(EY_ERR_IO, "drafter: cannot open '%s'", path);
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < 8) {
-        close(fd);
-        return ey_err_set(EY_ERR_FORMAT, "drafter: '%s' is not a safetensors file", path);
-    }
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return ey_err_set(EY_ERR_IO, "drafter: cannot map '%s'", path);
-    p->maps[p->n_maps] = m;
-    p->map_size[p->n_maps++] = (size_t)st.st_size;
-    return dt_parse(p, m, (size_t)st.st_size, path);
 }
 
 static bool file_exists(const char *path)
@@ -204,40 +54,9 @@ static ey_err dt_open(ey_eagle3_priv *p, const char *dir)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (file_exists(path)) return dt_map(p, path);
+    bool single = file_exists(path);
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (file_exists(path)) {
-        char *txt;
-        ey_err e = ey_read_file(path, 16u << 20, &txt, NULL);
-        if (e) return e;
-        cJSON *root = cJSON_Parse(txt);
-        free(txt);
-        const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-        if (!cJSON_IsObject(map)) {
-            cJSON_Delete(root);
-            return ey_err_set(EY_ERR_FORMAT, "drafter %s: no weight_map object", path);
-        }
-        for (const cJSON *it = map->child; it && !e; it = it->next) {
-            const char *s = cJSON_IsString(it) ? it->valuestring : NULL;
-            if (!s || !*s || strchr(s, '/') || !strcmp(s, ".") || !strcmp(s, "..") ||
-                strlen(s) > 255) {
-                e = ey_err_set(EY_ERR_FORMAT, "drafter %s: bad shard name", path);
-                break;
-            }
-            bool seen = false;
-            for (const cJSON *j = map->child; j != it; j = j->next)
-                if (!strcmp(j->valuestring, s)) {
-                    seen = true;
-                    break;
-                }
-            if (seen) continue;
-            char sp[4096 + 256];
-            snprintf(sp, sizeof sp, "%s/%s", dir, s);
-            e = dt_map(p, sp);
-        }
-        cJSON_Delete(root);
-        return e;
-    }
+    if (single || file_exists(path)) return ey_safetensors_open_dir(dir, &p->st);
     snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
     if (file_exists(path))
         return ey_err_set(EY_ERR_UNSUPPORTED, "drafter '%s' has only pytorch_model.bin (a pickle); "
@@ -249,16 +68,14 @@ static ey_err dt_open(ey_eagle3_priv *p, const char *dir)
 
 static const dt_tensor *dt_find(const ey_eagle3_priv *p, const char *name)
 {
-    for (int i = 0; i < p->n_t; i++)
-        if (!strcmp(p->t[i].name, name)) return &p->t[i];
-    return NULL;
+    return p->st ? ey_st_find(p->st, name) : NULL;
 }
 
 static bool dt_has_prefix(const ey_eagle3_priv *p, const char *pre)
 {
     size_t n = strlen(pre);
-    for (int i = 0; i < p->n_t; i++)
-        if (!strncmp(p->t[i].name, pre, n)) return true;
+    for (int64_t i = 0; p->st && i < p->st->n_tensors; i++)
+        if (!strncmp(p->st->tensors[i].name, pre, n)) return true;
     return false;
 }
 
@@ -649,18 +466,18 @@ static ey_err load_vocab_map(ey_eagle3 *d)
                               "there is no d2t tensor (draft ids cannot be mapped)", c->Vd, c->V);
         for (int i = 0; i < c->Vd; i++) d->d2t[i] = i;
     } else {
-        if ((t->type != DT_I64 && t->type != DT_I32) || t->n_dims != 1 || t->shape[0] != c->Vd)
+        if ((t->type != EY_I64 && t->type != EY_I32) || t->n_dims != 1 || t->shape[0] != c->Vd)
             return ey_err_set(EY_ERR_SHAPE, "drafter: d2t must be an integer vector of "
                               "draft_vocab_size %d entries (got %s, %d dims, %lld)", c->Vd,
                               dt_name(t->type), t->n_dims, (long long)t->shape[0]);
         int64_t prev = -1;
         for (int i = 0; i < c->Vd; i++) {
             int64_t off;
-            if (t->type == DT_I64) {
-                memcpy(&off, t->data + (size_t)i * 8, 8);
+            if (t->type == EY_I64) {
+                memcpy(&off, (const uint8_t *)t->data + (size_t)i * 8, 8);
             } else {
                 int32_t o32;
-                memcpy(&o32, t->data + (size_t)i * 4, 4);
+                memcpy(&o32, (const uint8_t *)t->data + (size_t)i * 4, 4);
                 off = o32;
             }
             /* d2t holds offsets: target = i + d2t[i]; the draft vocabulary is
@@ -679,17 +496,17 @@ static ey_err load_vocab_map(ey_eagle3 *d)
     /* t2d is only used in training; when present it must agree (§1.4) */
     const dt_tensor *m = dt_find(d->priv, "t2d");
     if (m) {
-        if ((m->type != DT_BOOL && m->type != DT_I64) || m->n_dims != 1 || m->shape[0] != c->V)
+        if ((m->type != EY_BOOL && m->type != EY_I64) || m->n_dims != 1 || m->shape[0] != c->V)
             return ey_err_set(EY_ERR_SHAPE, "drafter: t2d must be a bool vector of vocab_size %d",
                               c->V);
         int j = 0;
         for (int v = 0; v < c->V; v++) {
             bool on;
-            if (m->type == DT_BOOL) {
-                on = m->data[v] != 0;
+            if (m->type == EY_BOOL) {
+                on = ((const uint8_t *)m->data)[v] != 0;
             } else {
                 int64_t x;
-                memcpy(&x, m->data + (size_t)v * 8, 8);
+                memcpy(&x, (const uint8_t *)m->data + (size_t)v * 8, 8);
                 on = x != 0;
             }
             if (!on) continue;
@@ -840,9 +657,7 @@ void ey_eagle3_free(ey_eagle3 *d)
         free(p->bufs);
         for (int i = 0; i < p->n_host; i++) free(p->host[i]);
         free(p->host);
-        for (int i = 0; i < p->n_t; i++) free(p->t[i].name);
-        free(p->t);
-        for (int i = 0; i < p->n_maps; i++) munmap(p->maps[i], p->map_size[i]);
+        ey_safetensors_close(p->st);
         free(p);
     }
     free(d->d2t);
@@ -1295,10 +1110,10 @@ ey_err ey_eagle3_write_random(const ey_model *target, const char *dir,
     ADD("lm_head.weight", dt, 2, Vd, H);
     if (!e) fill(&ts[n - 1], &r, std, 0);
     if (!o->no_d2t) {
-        ADD("d2t", DT_I64, 1, Vd, 0);
+        ADD("d2t", EY_I64, 1, Vd, 0);
         if (!e)
             for (int i = 0; i < Vd; i++) ((int64_t *)ts[n - 1].data)[i] = sel[i] - i;
-        ADD("t2d", DT_BOOL, 1, V, 0);
+        ADD("t2d", EY_BOOL, 1, V, 0);
         if (!e)
             for (int i = 0; i < Vd; i++) ((uint8_t *)ts[n - 1].data)[sel[i]] = 1;
     }

@@ -106,6 +106,9 @@ static ey_err get_weight(ey_model *m, const char *name, int64_t K, int64_t N, bo
         if (!required) return EY_OK;
         return ey_err_set(EY_ERR_MISSING, "model: tensor '%s' is missing", name);
     }
+    if (!m->priv->is_gguf && t.type != EY_F32 && t.type != EY_F16 && t.type != EY_BF16)
+        return ey_err_set(EY_ERR_UNSUPPORTED, "model: tensor '%s' has dtype %s (weights must be "
+                          "F32, F16 or BF16)", name, ey_dtype_name(t.type));
     int64_t nel = t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3];
     bool ok = vec ? (nel == K && t.ne[0] == K) : (t.n_dims == 2 && t.ne[0] == K && t.ne[1] == N);
     if (!ok)

@@ -47,6 +47,9 @@ static bool st_dtype(const char *s, ey_dtype *t)
     if (!strcmp(s, "F32")) *t = EY_F32;
     else if (!strcmp(s, "F16")) *t = EY_F16;
     else if (!strcmp(s, "BF16")) *t = EY_BF16;
+    else if (!strcmp(s, "I64")) *t = EY_I64; /* index tensors, e.g. EAGLE-3 d2t */
+    else if (!strcmp(s, "I32")) *t = EY_I32;
+    else if (!strcmp(s, "BOOL")) *t = EY_BOOL; /* masks, e.g. EAGLE-3 t2d */
     else return false;
     return true;
 }
@@ -112,7 +115,7 @@ ey_err ey_st_parse_into(ey_safetensors *st, const void *data, size_t size, const
         }
         if (!st_dtype(dt->valuestring, &t.type)) {
             err = ey_err_set(EY_ERR_UNSUPPORTED, "%s: tensor '%.100s' has dtype %.16s "
-                             "(eyrie reads F32, F16, BF16 safetensors)", label, it->string,
+                             "(eyrie reads F32, F16, BF16, I64, I32, BOOL safetensors)", label, it->string,
                              dt->valuestring);
             break;
         }

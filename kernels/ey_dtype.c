@@ -20,6 +20,8 @@ const char *ey_dtype_name(ey_dtype t)
     case EY_Q4_1: return "q4_1";
     case EY_Q8_0: return "q8_0";
     case EY_I32: return "i32";
+    case EY_I64: return "i64";
+    case EY_BOOL: return "bool";
     }
     return "?";
 }
@@ -33,6 +35,8 @@ size_t ey_dtype_block_bytes(ey_dtype t)
 {
     switch (t) {
     case EY_F32: case EY_I32: return 4;
+    case EY_I64: return 8;
+    case EY_BOOL: return 1;
     case EY_F16: case EY_BF16: return 2;
     case EY_Q4_0: return sizeof(ey_block_q4_0);
     case EY_Q4_1: return sizeof(ey_block_q4_1);
@@ -94,7 +98,7 @@ void ey_dequant_row(ey_dtype t, const void *src, float *dst, int64_t n)
         }
         return;
     }
-    case EY_I32:
+    case EY_I32: case EY_I64: case EY_BOOL: /* not numeric weights */
         return;
     }
 }

@@ -21,7 +21,9 @@ typedef enum ey_dtype {
     EY_Q4_1 = 3,
     EY_Q8_0 = 8,
     EY_I32 = 26,
+    EY_I64 = 27,
     EY_BF16 = 30,
+    EY_BOOL = 1024, /* not a ggml type: safetensors masks (EAGLE-3 t2d) */
 } ey_dtype;
 
 #define EY_QK 32 /* elements per quantized block */
