@@ -219,6 +219,29 @@ static ey_err read_ids(const cJSON *arr, const char *path, ey_eagle3_config *c)
     return EY_OK;
 }
 
+/* mrope_section [t, h, w] (pairs of head dims per position row), layout
+ * from mrope_interleaved unless the caller forces one (multimodal.md §2.4
+ * quirk 2: AngelSlim applies the interleaved layout even to contiguous
+ * Qwen2.5-VL configs). The sum is checked against head_dim later. */
+static ey_err parse_mrope(const cJSON *ms, const cJSON *rs, const ey_eagle3_opts *o,
+                          const char *path, ey_eagle3_config *c)
+{
+    if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) != 3)
+        return ey_err_set(EY_ERR_FORMAT, "%s: mrope_section must list 3 integers", path);
+    int i = 0;
+    for (const cJSON *v = ms->child; v; v = v->next, i++) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > EY_MAX_HEAD_DIM ||
+            v->valuedouble != (double)(int)v->valuedouble)
+            return ey_err_set(EY_ERR_FORMAT, "%s: bad mrope_section entry", path);
+        c->mrope_section[i] = (int)v->valuedouble;
+    }
+    c->mrope = true;
+    c->mrope_interleaved = j_bool(rs, "mrope_interleaved") == 1;
+    if (o && o->mrope_layout == EY_E3_MROPE_INTERLEAVED) c->mrope_interleaved = true;
+    if (o && o->mrope_layout == EY_E3_MROPE_CONTIGUOUS) c->mrope_interleaved = false;
+    return EY_OK;
+}
+
 static ey_err parse_config(const char *dir, const ey_model *tgt, const ey_eagle3_opts *o,
                            ey_eagle3_config *c)
 {
@@ -301,6 +324,13 @@ static ey_err parse_config(const char *dir, const ey_model *tgt, const ey_eagle3
         if (!t) t = j_str(rs, "type");
         if (!t) t = "default";
         c->rope_factor = (float)j_num(rs, "factor", 1.0);
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(rs, "mrope_section");
+        if (ms) {
+            /* M-RoPE (VLM drafters): SGLang/vLLM switch on mrope_section and
+             * force the default rope type (multimodal.md §4.2) */
+            if ((e = parse_mrope(ms, rs, o, path, c))) goto out;
+            t = "default";
+        }
         if (!strcmp(t, "linear")) {
             strcpy(c->rope_scaling, "linear");
         } else if (!strcmp(t, "llama3")) {
@@ -398,6 +428,13 @@ static ey_err parse_config(const char *dir, const ey_model *tgt, const ey_eagle3
                        c->H, c->Ht, c->n_head, c->n_kv_head, c->head_dim, c->n_ff, c->V, c->Vd);
         goto out;
     }
+    if (c->mrope && c->mrope_section[0] + c->mrope_section[1] + c->mrope_section[2] !=
+                        c->head_dim / 2) {
+        e = ey_err_set(EY_ERR_FORMAT, "%s: mrope_section [%d, %d, %d] must sum to head_dim/2 = %d",
+                       path, c->mrope_section[0], c->mrope_section[1], c->mrope_section[2],
+                       c->head_dim / 2);
+        goto out;
+    }
     if (c->V != tgt->cfg.n_vocab) { /* §6 P17 */
         e = ey_err_set(EY_ERR_SHAPE, "%s: drafter vocab_size %d but the target has %d tokens "
                        "(tokenizer mismatch?)", path, c->V, tgt->cfg.n_vocab);
@@ -450,7 +487,36 @@ static ey_err build_rope(ey_eagle3 *d)
         }
         f[i] = inv;
     }
-    return upload(d, f, (size_t)half * sizeof *f, &d->inv_freq);
+    e = upload(d, f, (size_t)half * sizeof *f, &d->inv_freq);
+    if (e || !c->mrope) return e;
+    /* M-RoPE: one table per position row holding only the frequencies of
+     * its section (zero elsewhere: angle 0 rotates by exactly the identity),
+     * so three ordinary rope passes compose the sectioned rotation. */
+    for (int r = 0; r < 3; r++) {
+        float *g = malloc((size_t)half * sizeof *g);
+        if (!g) return ey_err_set(EY_ERR_NOMEM, "no memory");
+        if ((e = track_host(d->priv, g))) {
+            free(g);
+            return e;
+        }
+        for (int i = 0; i < half; i++)
+            g[i] = ey_eagle3_mrope_row(c->mrope_section, c->mrope_interleaved, i) == r ? f[i] : 0;
+        if ((e = upload(d, g, (size_t)half * sizeof *g, &d->inv_freq_mrope[r]))) return e;
+    }
+    return EY_OK;
+}
+
+int ey_eagle3_mrope_row(const int section[3], bool interleaved, int i)
+{
+    if (interleaved) {
+        /* Qwen3-VL apply_interleaved_mrope: T everywhere, then H at 1::3 and
+         * W at 2::3 up to 3 * section */
+        if (i % 3 == 1 && i < 3 * section[1]) return 1;
+        if (i % 3 == 2 && i < 3 * section[2]) return 2;
+        return 0;
+    }
+    if (i < section[0]) return 0;
+    return i < section[0] + section[1] ? 1 : 2;
 }
 
 /* d2t offsets -> absolute ids, validated (§1.4, §6 P2/P3). */
@@ -740,13 +806,16 @@ static ey_err draft_chunk(ey_eagle3_ctx *c, ey_seq *s, const ey_draft_in *in, in
     const int start = s->n_past;
     ey_err e;
     if ((e = ey_seq_reserve(&c->kv, s, start + T))) return e;
-    if (in->pos) {
+    const bool mrope3 = in->pos3 && cf->mrope;
+    if (in->pos3 && !cf->mrope) { /* row 0, the temporal one */
+        if ((e = f->buf_set(be, c->pos, in->pos3 + t0, (size_t)T * 4))) return e;
+    } else if (in->pos) {
         if ((e = f->buf_set(be, c->pos, in->pos + t0, (size_t)T * 4))) return e;
     } else {
         for (int i = 0; i < T; i++) c->tbl[i] = start + i; /* tbl as scratch */
         if ((e = f->buf_set(be, c->pos, c->tbl, (size_t)T * 4))) return e;
     }
-    if ((e = f->buf_set(be, c->ids, in->tokens + t0, (size_t)T * 4))) return e;
+    if (!in->embeds && (e = f->buf_set(be, c->ids, in->tokens + t0, (size_t)T * 4))) return e;
 
     /* 1. fusion of target features (§2.2 step 1) */
     if (in->fused) {
@@ -763,8 +832,12 @@ static ey_err draft_chunk(ey_eagle3_ctx *c, ey_seq *s, const ey_draft_in *in, in
     } else if ((e = f->buf_set(be, c->f, in->feat + (size_t)t0 * H, (size_t)T * H * 4))) {
         return e;
     }
-    /* 2. embedding of target-vocab ids */
-    f->get_rows(be, c->e, d->embed.type, d->embed.p, H, c->ids, T);
+    /* 2. embedding of target-vocab ids, or the caller's input embeddings */
+    if (in->embeds) {
+        if ((e = f->buf_set(be, c->e, in->embeds + (size_t)t0 * H, (size_t)T * H * 4))) return e;
+    } else {
+        f->get_rows(be, c->e, d->embed.type, d->embed.p, H, c->ids, T);
+    }
     /* 3. layer 0: r = f or hidden_norm(f); u = [input_layernorm(e), hidden_norm(f)] */
     if (cf->norm_before_residual) f->rmsnorm(be, c->x, c->f, d->hidden_norm.p, T, H, eps);
     else f->copy(be, c->x, c->f, (int64_t)T * H);
@@ -777,8 +850,18 @@ static ey_err draft_chunk(ey_eagle3_ctx *c, ey_seq *s, const ey_draft_in *in, in
     f->matmul(be, c->q, d->wq.type, d->wq.p, d->bq.p, c->u, Qd, 2 * H, T);
     f->matmul(be, c->k, d->wk.type, d->wk.p, d->bk.p, c->u, KVd, 2 * H, T);
     f->matmul(be, c->v, d->wv.type, d->wv.p, d->bv.p, c->u, KVd, 2 * H, T);
-    f->rope(be, c->q, c->pos, d->inv_freq, T, cf->n_head, hd, hd, EY_ROPE_NEOX);
-    f->rope(be, c->k, c->pos, d->inv_freq, T, cf->n_kv_head, hd, hd, EY_ROPE_NEOX);
+    if (!mrope3) {
+        f->rope(be, c->q, c->pos, d->inv_freq, T, cf->n_head, hd, hd, EY_ROPE_NEOX);
+        f->rope(be, c->k, c->pos, d->inv_freq, T, cf->n_kv_head, hd, hd, EY_ROPE_NEOX);
+    } else {
+        for (int r = 0; r < 3; r++) {
+            if ((e = f->buf_set(be, c->pos, in->pos3 + (size_t)r * in->T + t0, (size_t)T * 4)))
+                return e;
+            f->rope(be, c->q, c->pos, d->inv_freq_mrope[r], T, cf->n_head, hd, hd, EY_ROPE_NEOX);
+            f->rope(be, c->k, c->pos, d->inv_freq_mrope[r], T, cf->n_kv_head, hd, hd,
+                    EY_ROPE_NEOX);
+        }
+    }
     ey_ptr kc = {c->kv.k, 0}, vc = {c->kv.v, 0};
     f->kv_store(be, kc, vc, c->k, c->v, KVd, start, T, s->blocks, 1);
     const float scale = 1.0f / sqrtf((float)hd);
@@ -832,14 +915,14 @@ static ey_err draft_chunk(ey_eagle3_ctx *c, ey_seq *s, const ey_draft_in *in, in
 ey_err ey_eagle3_forward(ey_eagle3_ctx *c, ey_seq *s, const ey_draft_in *in)
 {
     const ey_eagle3_config *cf = &c->d->cfg;
-    if (in->T < 1 || !in->tokens || !in->feat)
+    if (in->T < 1 || (!in->tokens && !in->embeds) || !in->feat)
         return ey_err_set(EY_ERR_ARG, "draft forward: no rows");
     if (in->n_out < 0 || in->n_out > in->T || in->n_out > c->max_out)
         return ey_err_set(EY_ERR_ARG, "draft forward: %d output rows (max %d)", in->n_out,
                           c->max_out);
     if (s->n_past + in->T > s->max_rows || s->n_past + in->T > c->n_rows)
         return ey_err_set(EY_ERR_CAPACITY, "draft KV full: %d + %d rows", s->n_past, in->T);
-    for (int t = 0; t < in->T; t++)
+    for (int t = 0; in->tokens && t < in->T; t++)
         if (in->tokens[t] < 0 || in->tokens[t] >= cf->V)
             return ey_err_set(EY_ERR_ARG, "draft forward: token %d out of range", in->tokens[t]);
     if (in->anc) {
@@ -860,6 +943,22 @@ ey_err ey_eagle3_forward(ey_eagle3_ctx *c, ey_seq *s, const ey_draft_in *in)
         if (e) return e;
     }
     return EY_OK;
+}
+
+ey_err ey_eagle3_embed_rows(ey_eagle3_ctx *c, const int32_t *ids, int n, float *out)
+{
+    const struct ey_backend_i *f = &c->be->iface;
+    const ey_eagle3 *d = c->d;
+    if (n < 1 || n > c->max_batch)
+        return ey_err_set(EY_ERR_ARG, "embed rows: %d rows (max %d)", n, c->max_batch);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= d->cfg.V)
+            return ey_err_set(EY_ERR_ARG, "embed rows: token %d out of range", ids[i]);
+    ey_err e = f->buf_set(c->be, c->ids, ids, (size_t)n * 4);
+    if (e) return e;
+    f->get_rows(c->be, c->e, d->embed.type, d->embed.p, d->cfg.H, c->ids, n);
+    if ((e = f->sync(c->be))) return e;
+    return f->buf_get(c->be, out, c->e, (size_t)n * d->cfg.H * 4);
 }
 
 /* ================================================================ writer */

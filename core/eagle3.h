@@ -57,9 +57,16 @@ typedef enum ey_e3_aux_conv {
     EY_E3_AUX_OUTPUT,   /* ids name the output of layer j (SpecForge, AngelSlim): +1 */
 } ey_e3_aux_conv;
 
+typedef enum ey_e3_mrope_layout {
+    EY_E3_MROPE_CONFIG = 0,   /* interleaved iff rope_scaling.mrope_interleaved is true */
+    EY_E3_MROPE_INTERLEAVED,  /* Qwen3-VL layout; what AngelSlim trains with, always */
+    EY_E3_MROPE_CONTIGUOUS,   /* Qwen2.5-VL sections [t | h | w] (vLLM, SGLang) */
+} ey_e3_mrope_layout;
+
 typedef struct ey_eagle3_opts {
     float rope_theta;       /* > 0: override the draft RoPE base (§6 P5) */
     ey_e3_aux_conv aux_conv;
+    ey_e3_mrope_layout mrope_layout; /* drafters whose rope_scaling has mrope_section */
 } ey_eagle3_opts;
 
 typedef struct ey_eagle3_config {
@@ -71,6 +78,9 @@ typedef struct ey_eagle3_config {
     char rope_scaling[16];  /* "none", "linear", "llama3" */
     float rope_factor, rope_low_freq, rope_high_freq;
     int rope_orig_ctx;
+    bool mrope;             /* rope_scaling.mrope_section present (VLM drafters) */
+    bool mrope_interleaved;
+    int mrope_section[3];   /* frequency pairs driven by the t, h, w position rows */
     bool norm_before_residual; /* residual = hidden_norm(f) (§2.2 step 3) */
     bool norm_before_fc;       /* input_norm over the 3*Ht vector */
     bool fc_norm;              /* one RMSNorm per aux chunk before fc */
@@ -93,6 +103,7 @@ typedef struct ey_eagle3 {
     bool own_embed, own_head;
     int32_t *d2t;     /* host [Vd]: absolute target id of each draft id (§1.4) */
     ey_ptr inv_freq;  /* f32 [head_dim/2] */
+    ey_ptr inv_freq_mrope[3]; /* M-RoPE: inv_freq masked to each row's section */
     struct ey_eagle3_priv *priv;
 } ey_eagle3;
 
@@ -135,13 +146,26 @@ void ey_eagle3_ctx_free(ey_eagle3_ctx *c);
  *    otherwise attention is causal over the whole sequence.
  *  - The last n_out rows produce draft logits ([n_out][Vd], host) and the
  *    recurrent feature ([n_out][H], host: g, or norm(g) with norm_output).
- * T may exceed max_batch only without anc (then it runs in chunks). */
+ * T may exceed max_batch only without anc (then it runs in chunks).
+ *
+ * Multimodal inputs (issue 3 item 7, multimodal.md §2.4/§4):
+ *  - embeds != NULL ([T][H] host) replaces the embedding lookup of every
+ *    row: TTS drafters are driven by input embeddings; tokens may then be
+ *    NULL. VLM/ASR drafters follow AngelSlim and vLLM instead: they embed the
+ *    placeholder ids with their own table (pass tokens, no embeds);
+ *    ey_eagle3_embed_rows gives token embeddings for callers that mix both.
+ *  - pos3 != NULL ([3][T] host: t, h, w rows) gives M-RoPE positions. A
+ *    drafter with mrope_section rotates each frequency pair by its section's
+ *    row; a drafter without uses row 0 (vLLM _set_positions). A M-RoPE
+ *    drafter given only pos uses it for all three rows (text: t = h = w). */
 typedef struct ey_draft_in {
     int T;
     const int32_t *tokens;
     const float *feat;
     bool fused;
     const int32_t *pos;
+    const int32_t *pos3;
+    const float *embeds;
     const int32_t *anc;
     int n_anc, n_prefix;
     int n_out;
@@ -150,6 +174,12 @@ typedef struct ey_draft_in {
 } ey_draft_in;
 
 ey_err ey_eagle3_forward(ey_eagle3_ctx *c, ey_seq *s, const ey_draft_in *in);
+
+/* Embeddings of n target-vocab ids (n <= max_batch) into out ([n][H], host). */
+ey_err ey_eagle3_embed_rows(ey_eagle3_ctx *c, const int32_t *ids, int n, float *out);
+
+/* M-RoPE: which position row (0 = t, 1 = h, 2 = w) drives frequency pair i. */
+int ey_eagle3_mrope_row(const int section[3], bool interleaved, int i);
 
 /* Width of a target-feature row (n_aux * Ht, or Ht without aux). */
 int ey_eagle3_feat_width(const ey_eagle3 *d);
