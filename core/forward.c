@@ -132,6 +132,12 @@ ey_err ey_ctx_create(ey_model *m, int n_ctx, int max_batch, int max_logit_rows, 
         return e;
     }
     for (int i = 0; i < 11; i++) *slots[i] = (ey_ptr){x->act, off[i]};
+    x->hpos = malloc(B * 2 * sizeof *x->hpos);
+    if (!x->hpos) {
+        ey_ctx_free(x);
+        return ey_err_set(EY_ERR_NOMEM, "no memory");
+    }
+    x->hids = x->hpos + B;
     *out = x;
     return EY_OK;
 }
@@ -181,12 +187,18 @@ void ey_ctx_free(ey_ctx *c)
     if (c->aux) c->be->iface.buf_free(c->be, c->aux);
     if (c->act) c->be->iface.buf_free(c->be, c->act);
     ey_kv_pool_free(&c->kv);
+    free(c->hpos);
     free(c);
 }
 
 /* ---------------------------------------------------------------- forward */
 
-static void layer_forward(ey_ctx *c, ey_seq *s, int l, int T, int start, const uint8_t *mask)
+/* Rows of all items are concatenated: matmuls, norms and RoPE run once over
+ * the whole batch; KV stores and attention run per item (each against its
+ * own block table). Every matmul row is computed the same way whatever T is
+ * (tests/kernels/test_matmul.c), so an item's results do not depend on what
+ * else shares the batch. */
+static void layer_forward(ey_ctx *c, const ey_fwd_item *it, int n, int l, int T)
 {
     ey_backend *be = c->be;
     const struct ey_backend_i *f = &be->iface;
@@ -209,13 +221,22 @@ static void layer_forward(ey_ctx *c, ey_seq *s, int l, int T, int start, const u
     f->rope(be, c->q, c->pos, m->inv_freq, T, cfg->n_head, hd, cfg->rope_dim, cfg->rope_mode);
     f->rope(be, c->k, c->pos, m->inv_freq, T, cfg->n_kv_head, hd, cfg->rope_dim,
             cfg->rope_mode);
-    f->kv_store(be, kc, vc, c->k, c->v, KVd, start, T, s->blocks, c->kv.block_size);
-    ey_attn_args a = {
-        .n_head = cfg->n_head, .n_kv_head = cfg->n_kv_head, .head_dim = hd,
-        .n_kv = start + T, .T = T, .blocks = s->blocks, .block_size = c->kv.block_size,
-        .mask = mask, .scale = 1.0f / sqrtf((float)hd),
-    };
-    f->attention(be, c->att, c->q, kc, vc, &a);
+    int r0 = 0;
+    for (int i = 0; i < n; i++) {
+        const ey_fwd_item *x = &it[i];
+        const int start = x->s->n_past;
+        f->kv_store(be, kc, vc, ey_ptr_at(c->k, (size_t)r0 * KVd * 4),
+                    ey_ptr_at(c->v, (size_t)r0 * KVd * 4), KVd, start, x->T, x->s->blocks,
+                    c->kv.block_size);
+        ey_attn_args a = {
+            .n_head = cfg->n_head, .n_kv_head = cfg->n_kv_head, .head_dim = hd,
+            .n_kv = start + x->T, .T = x->T, .blocks = x->s->blocks,
+            .block_size = c->kv.block_size, .mask = x->mask, .scale = 1.0f / sqrtf((float)hd),
+        };
+        f->attention(be, ey_ptr_at(c->att, (size_t)r0 * Qd * 4),
+                     ey_ptr_at(c->q, (size_t)r0 * Qd * 4), kc, vc, &a);
+        r0 += x->T;
+    }
     f->matmul(be, c->xn, L->wo.type, L->wo.p, (ey_ptr){0}, c->att, H, Qd, T);
     f->add(be, c->x, c->xn, (int64_t)T * H);
 
@@ -227,60 +248,117 @@ static void layer_forward(ey_ctx *c, ey_seq *s, int l, int T, int start, const u
     f->add(be, c->x, c->xn, (int64_t)T * H);
 }
 
-static ey_err forward_chunk(ey_ctx *c, ey_seq *s, const int32_t *tokens, int T,
-                            const int32_t *pos, const uint8_t *mask, int n_logits,
-                            float *logits_out, float *aux_out)
+/* Check every item and reserve its KV rows; nothing runs yet. */
+static ey_err batch_check(ey_ctx *c, const ey_fwd_item *it, int n, int *rows, int *lrows)
+{
+    const ey_model_config *cfg = &c->m->cfg;
+    int T = 0, NL = 0;
+    for (int i = 0; i < n; i++) {
+        const ey_fwd_item *x = &it[i];
+        if (!x->s || !x->tokens || x->T < 1)
+            return ey_err_set(EY_ERR_ARG, "forward: item %d has no tokens", i);
+        if (x->n_logits < 0 || x->n_logits > x->T)
+            return ey_err_set(EY_ERR_ARG, "forward: item %d asks %d logit rows of %d", i,
+                              x->n_logits, x->T);
+        for (int j = 0; j < i; j++)
+            if (it[j].s == x->s) return ey_err_set(EY_ERR_ARG, "forward: sequence twice in a batch");
+        if (x->s->n_past + x->T > x->s->max_rows)
+            return ey_err_set(EY_ERR_CAPACITY, "context full: %d + %d rows exceed %d",
+                              x->s->n_past, x->T, x->s->max_rows);
+        for (int t = 0; t < x->T; t++)
+            if (x->tokens[t] < 0 || x->tokens[t] >= cfg->n_vocab)
+                return ey_err_set(EY_ERR_ARG, "token id %d out of range [0, %d)", x->tokens[t],
+                                  cfg->n_vocab);
+        T += x->T;
+        NL += x->n_logits;
+        if (T > c->max_batch || NL > c->max_logit_rows)
+            return ey_err_set(EY_ERR_ARG, "forward: batch of %d rows / %d logit rows exceeds "
+                              "%d / %d", T, NL, c->max_batch, c->max_logit_rows);
+    }
+    for (int i = 0; i < n; i++) {
+        ey_err e = ey_seq_reserve(&c->kv, it[i].s, it[i].s->n_past + it[i].T);
+        if (e) return e;
+    }
+    *rows = T;
+    *lrows = NL;
+    return EY_OK;
+}
+
+static ey_err forward_rows(ey_ctx *c, const ey_fwd_item *it, int n)
 {
     ey_backend *be = c->be;
     const struct ey_backend_i *f = &be->iface;
     const ey_model *m = c->m;
     const ey_model_config *cfg = &m->cfg;
-    const int start = s->n_past;
-    ey_err e;
-    for (int t = 0; t < T; t++)
-        if (tokens[t] < 0 || tokens[t] >= cfg->n_vocab)
-            return ey_err_set(EY_ERR_ARG, "token id %d out of range [0, %d)", tokens[t],
-                              cfg->n_vocab);
-    if ((e = ey_seq_reserve(&c->kv, s, start + T))) return e;
-    int32_t posbuf[256];
-    const int32_t *pp = pos;
-    if (!pp) {
-        /* positions n_past.. written in slices to avoid a per-call allocation */
-        for (int t0 = 0; t0 < T; t0 += 256) {
-            int n = T - t0 < 256 ? T - t0 : 256;
-            for (int i = 0; i < n; i++) posbuf[i] = start + t0 + i;
-            if ((e = f->buf_set(be, ey_ptr_at(c->pos, (size_t)t0 * 4), posbuf, (size_t)n * 4)))
-                return e;
+    const int H = cfg->n_embd;
+    int T = 0, NL = 0;
+    ey_err e = batch_check(c, it, n, &T, &NL);
+    if (e) return e;
+    int r0 = 0;
+    for (int i = 0; i < n; i++) {
+        const ey_fwd_item *x = &it[i];
+        for (int t = 0; t < x->T; t++) {
+            c->hpos[r0 + t] = x->pos ? x->pos[t] : x->s->n_past + t;
+            c->hids[r0 + t] = x->tokens[t];
         }
-    } else if ((e = f->buf_set(be, c->pos, pp, (size_t)T * 4))) {
-        return e;
+        r0 += x->T;
     }
-    if ((e = f->buf_set(be, c->ids, tokens, (size_t)T * 4))) return e;
-    f->get_rows(be, c->x, m->tok_embd.type, m->tok_embd.p, cfg->n_embd, c->ids, T);
+    if ((e = f->buf_set(be, c->pos, c->hpos, (size_t)T * 4))) return e;
+    if ((e = f->buf_set(be, c->ids, c->hids, (size_t)T * 4))) return e;
+    f->get_rows(be, c->x, m->tok_embd.type, m->tok_embd.p, H, c->ids, T);
     for (int l = 0; l < cfg->n_layer; l++) {
         capture_at(c, l, T);
-        layer_forward(c, s, l, T, start, mask);
+        layer_forward(c, it, n, l, T);
     }
     capture_at(c, cfg->n_layer, T);
-    s->n_past = start + T;
-    if (aux_out && c->n_capture) {
-        if ((e = f->sync(be))) return e;
-        if ((e = f->buf_get(be, aux_out, (ey_ptr){c->aux, 0},
-                            (size_t)T * c->n_capture * cfg->n_embd * sizeof(float))))
-            return e;
+    for (int i = 0; i < n; i++) it[i].s->n_past += it[i].T;
+    if (c->n_capture) {
+        bool any = false;
+        for (int i = 0; i < n; i++) any |= it[i].aux != NULL;
+        if (any && (e = f->sync(be))) return e;
+        const size_t rowb = (size_t)c->n_capture * H * sizeof(float);
+        r0 = 0;
+        for (int i = 0; i < n; i++) {
+            if (it[i].aux &&
+                (e = f->buf_get(be, it[i].aux, (ey_ptr){c->aux, r0 * rowb}, it[i].T * rowb)))
+                return e;
+            r0 += it[i].T;
+        }
     }
-    if (n_logits > 0) {
-        size_t row = (size_t)cfg->n_embd * 4;
-        ey_ptr last = ey_ptr_at(c->x, (size_t)(T - n_logits) * row);
-        f->rmsnorm(be, c->xn, last, m->out_norm.p, n_logits, cfg->n_embd, cfg->rms_eps);
+    if (NL > 0) {
+        /* gather the logit rows of every item, one norm + head matmul */
+        const size_t rowb = (size_t)H * 4;
+        int g = 0;
+        r0 = 0;
+        for (int i = 0; i < n; i++) {
+            const int nl = it[i].n_logits;
+            if (nl)
+                f->copy(be, ey_ptr_at(c->xn, g * rowb),
+                        ey_ptr_at(c->x, (size_t)(r0 + it[i].T - nl) * rowb), (int64_t)nl * H);
+            g += nl;
+            r0 += it[i].T;
+        }
+        f->rmsnorm(be, c->xn, c->xn, m->out_norm.p, NL, H, cfg->rms_eps);
         f->matmul(be, c->logits, m->output.type, m->output.p, (ey_ptr){0}, c->xn, cfg->n_vocab,
-                  cfg->n_embd, n_logits);
+                  H, NL);
         if ((e = f->sync(be))) return e;
-        if ((e = f->buf_get(be, logits_out, c->logits,
-                            (size_t)n_logits * cfg->n_vocab * sizeof(float))))
-            return e;
+        const size_t lrow = (size_t)cfg->n_vocab * sizeof(float);
+        g = 0;
+        for (int i = 0; i < n; i++) {
+            const int nl = it[i].n_logits;
+            if (nl && (e = f->buf_get(be, it[i].logits, ey_ptr_at(c->logits, g * lrow),
+                                      nl * lrow)))
+                return e;
+            g += nl;
+        }
     }
     return f->sync(be);
+}
+
+ey_err ey_forward_batch(ey_ctx *c, const ey_fwd_item *items, int n)
+{
+    if (n < 1) return ey_err_set(EY_ERR_ARG, "forward: empty batch");
+    return forward_rows(c, items, n);
 }
 
 ey_err ey_forward(ey_ctx *c, ey_seq *s, const int32_t *tokens, int T, const int32_t *pos,
@@ -308,8 +386,12 @@ ey_err ey_forward_aux(ey_ctx *c, ey_seq *s, const int32_t *tokens, int T, const 
         bool last = done + n == T;
         int nl = last ? n_logits : 0;
         if (last && nl > n) return ey_err_set(EY_ERR_ARG, "forward: logits span chunks");
-        float *aux = aux_out ? aux_out + (size_t)done * c->n_capture * c->m->cfg.n_embd : NULL;
-        ey_err e = forward_chunk(c, s, tokens + done, n, pos, mask, nl, logits_out, aux);
+        ey_fwd_item it = {
+            .s = s, .tokens = tokens + done, .T = n, .pos = pos, .mask = mask, .n_logits = nl,
+            .logits = logits_out,
+            .aux = aux_out ? aux_out + (size_t)done * c->n_capture * c->m->cfg.n_embd : NULL,
+        };
+        ey_err e = forward_rows(c, &it, 1);
         if (e) return e;
         done += n;
     }

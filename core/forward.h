@@ -55,6 +55,7 @@ typedef struct ey_ctx {
     int n_capture;
     int capture_layers[EY_MAX_CAPTURE];
     ey_buf *aux; /* [max_batch][n_capture][n_embd] f32 */
+    int32_t *hpos, *hids; /* host staging, max_batch each */
 } ey_ctx;
 
 /* Select the layers to capture (n <= EY_MAX_CAPTURE, ids in [0, n_layer]);
@@ -76,5 +77,26 @@ ey_err ey_forward(ey_ctx *c, ey_seq *s, const int32_t *tokens, int T, const int3
  * captures of all T rows to aux_out ([T][n_capture][n_embd], host). */
 ey_err ey_forward_aux(ey_ctx *c, ey_seq *s, const int32_t *tokens, int T, const int32_t *pos,
                       const uint8_t *mask, int n_logits, float *logits_out, float *aux_out);
+
+/* One sequence's rows in a batched forward (continuous batching: prefill
+ * chunks, decode steps and tree verifications of different sequences share
+ * one pass). tokens/pos/mask/outputs as in ey_forward_aux. */
+typedef struct ey_fwd_item {
+    ey_seq *s;
+    const int32_t *tokens;
+    int T;
+    const int32_t *pos;    /* NULL: s->n_past + t */
+    const uint8_t *mask;   /* T x T tree mask or NULL (causal) */
+    int n_logits;          /* logits of the last n_logits rows */
+    float *logits;         /* [n_logits][n_vocab] host */
+    float *aux;            /* [T][n_capture][n_embd] host, or NULL */
+} ey_fwd_item;
+
+/* Run n items (distinct sequences) in one pass: the rows of all items
+ * together at most max_batch, their logit rows at most max_logit_rows (no
+ * chunking here). Each item's outputs equal those of its own ey_forward_aux
+ * call bit for bit. On an error nothing has run (KV rows may have been
+ * reserved for the items; they stay with their sequences). */
+ey_err ey_forward_batch(ey_ctx *c, const ey_fwd_item *items, int n);
 
 #endif
