@@ -187,7 +187,11 @@ int ey_sampler_dist(ey_sampler *s, float *logits, const int32_t *history, int n_
 
 int32_t ey_sample(ey_sampler *s, float *logits, const int32_t *history, int n_hist)
 {
-    int n = ey_sampler_dist(s, logits, history, n_hist);
+    return ey_sampler_draw(s, ey_sampler_dist(s, logits, history, n_hist));
+}
+
+int32_t ey_sampler_draw(ey_sampler *s, int n)
+{
     if (n == 1) return s->idx[0];
     double u = ey_rng_uniform(&s->rng), acc = 0;
     for (int i = 0; i < n; i++) {

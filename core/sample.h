@@ -53,6 +53,9 @@ void ey_sampler_free(ey_sampler *s);
 int ey_sampler_dist(ey_sampler *s, float *logits, const int32_t *history, int n_hist);
 /* Full sample: dist + draw. */
 int32_t ey_sample(ey_sampler *s, float *logits, const int32_t *history, int n_hist);
+/* Draw from the n-entry distribution the last ey_sampler_dist left in s
+ * (ey_sample = dist + draw). */
+int32_t ey_sampler_draw(ey_sampler *s, int n);
 int32_t ey_argmax(const float *logits, int n);
 
 #endif

@@ -103,6 +103,17 @@ typedef struct spec_run {
     float *cand_score; /* [n_cand] */
     int32_t *cand_tok, *cand_par, *node_of, *order;
     int32_t ext_tok[EY_SPEC_MAX_DEPTH + 2];
+    /* stepping (ey_spec_seq_plan / _commit) */
+    const int32_t *prompt; /* the caller's, valid until finish */
+    int n_pf;              /* prompt rows already run */
+    int pf_T;              /* rows of the planned prefill chunk */
+    bool pf_last;
+    bool prefilled;        /* the first token has been sampled */
+    bool planned;
+    int L;                 /* root position of the planned round */
+    double t_start, t_prefill, t_draft0, t_draft1;
+    ey_gen_params gpc;     /* the caller's params, copied */
+    ey_spec_opts soc;
 } spec_run;
 
 /* Append one produced token; the same checks, in the same order, as
@@ -323,27 +334,28 @@ static void build_oracle(spec_run *r, int depth, int total)
     r->n_nodes = n;
 }
 
-/* One round: draft, verify, accept, compact. */
-static ey_err round_once(spec_run *r)
+/* Draft and lay out one round (§4.1, §4.6): tree nodes, positions L +
+ * depth and the ancestor mask; the verify rows are node_tok[0..n). */
+static ey_err plan_round(spec_run *r, int budget, ey_fwd_item *it)
 {
-    ey_ctx *c = r->c;
     const int L = r->seq.n_past; /* the root x_L is not in the target KV yet */
-    const int V = r->V;
     ey_err e;
     int remaining = r->gp->max_tokens - (r->n_hist - r->n_prompt);
     int total = r->NT < r->max_rows - L ? r->NT : r->max_rows - L;
+    if (total > budget) total = budget;
     int depth = r->D < remaining - 1 ? r->D : remaining - 1;
     if (depth > total - 1) depth = total - 1;
+    if (!r->d && !r->so->oracle) depth = 0;
     r->node_tok[0] = r->hist[r->n_hist - 1];
     r->node_par[0] = -1;
     r->node_dep[0] = 0;
     r->n_nodes = 1;
-    double t0 = ey_now_ms();
+    r->t_draft0 = ey_now_ms();
     if (depth >= 1) {
         if (r->so->oracle) build_oracle(r, depth, total);
         else if ((e = build_tree(r, L, depth, total))) return e;
     }
-    double t1 = ey_now_ms();
+    r->t_draft1 = ey_now_ms();
     const int n = r->n_nodes;
     /* tree attention mask (§4.1 step 5): ancestors and self */
     memset(r->mask, 0, (size_t)n * n);
@@ -352,9 +364,19 @@ static ey_err round_once(spec_run *r)
         r->mask[(size_t)j * n + j] = 1;
         r->node_pos[j] = L + r->node_dep[j];
     }
-    if ((e = ey_forward_aux(c, &r->seq, r->node_tok, n, r->node_pos, n > 1 ? r->mask : NULL, n,
-                            r->vlogits, r->d ? r->vaux : NULL)))
-        return e;
+    r->L = L;
+    *it = (ey_fwd_item){.s = &r->seq, .tokens = r->node_tok, .T = n, .pos = r->node_pos,
+                        .mask = n > 1 ? r->mask : NULL, .n_logits = n, .logits = r->vlogits,
+                        .aux = r->d ? r->vaux : NULL};
+    return EY_OK;
+}
+
+/* Accept along the verified tree, compact the KV, re-extend the drafter. */
+static ey_err commit_round(spec_run *r)
+{
+    ey_ctx *c = r->c;
+    const int L = r->L, V = r->V, n = r->n_nodes;
+    ey_err e;
     r->res->decode_steps++;
     double t2 = ey_now_ms();
     /* accept (§4.4): at node `cur`, p = the sampler's transformed target
@@ -372,6 +394,7 @@ static ey_err round_once(spec_run *r)
         double Z = 0;
         for (int i = 0; i < nc; i++) Z += prob[i];
         int next = -1;
+        bool removed = false;
         for (int ch = cur + 1; ch < n && next < 0; ch++) {
             if (r->node_par[ch] != cur) continue;
             int at = -1;
@@ -391,6 +414,7 @@ static ey_err round_once(spec_run *r)
             } else {
                 Z -= prob[at];
                 prob[at] = 0;
+                removed = true;
             }
         }
         if (next >= 0) {
@@ -401,9 +425,12 @@ static ey_err round_once(spec_run *r)
             continue;
         }
         /* every child rejected: draw from what is left of p (the bonus when
-         * cur is a leaf) */
+         * cur is a leaf: then exactly ey_sample's draw, so a round without
+         * drafts is a plain decoding step) */
         int32_t tok = idx[0];
-        if (nc > 1) {
+        if (!removed) {
+            tok = ey_sampler_draw(&r->smp, nc);
+        } else if (nc > 1) {
             double u = ey_rng_uniform(&r->smp.rng) * Z, acc = 0;
             int last = -1;
             for (int i = 0; i < nc; i++) {
@@ -428,9 +455,8 @@ static ey_err round_once(spec_run *r)
         if (r->path[j] != j) kv_move(c, &r->seq, L + r->path[j], L + j);
     if ((e = ey_seq_truncate(&c->kv, &r->seq, L + m + 1))) return e;
     double t3 = ey_now_ms();
-    st->draft_ms += t1 - t0;
-    st->verify_ms += t3 - t1;
-    (void)t2;
+    st->draft_ms += r->t_draft1 - r->t_draft0;
+    st->verify_ms += t3 - t2;
     if (r->done || !r->d) return EY_OK;
     /* draft KV: drop the tree rows, re-extend rows L..L+m from the target's
      * captures of the accepted path, paired with the next committed token */
@@ -447,175 +473,90 @@ static ey_err round_once(spec_run *r)
     return e;
 }
 
-static ey_err run(spec_run *r, const int32_t *prompt, int n_prompt)
+/* ---------------------------------------------------------------- stepper */
+
+struct ey_spec_seq {
+    spec_run r;
+    ey_gen_result res;
+    ey_spec_stats st;
+};
+
+bool ey_spec_seq_done(const ey_spec_seq *q)
 {
-    ey_ctx *c = r->c;
+    const spec_run *r = &q->r;
+    return r->done || (r->prefilled && r->seq.n_past + 1 > r->max_rows);
+}
+
+ey_err ey_spec_seq_plan(ey_spec_seq *q, int budget, ey_fwd_item *it)
+{
+    spec_run *r = &q->r;
+    if (r->planned) return ey_err_set(EY_ERR_ARG, "spec: plan twice without commit");
+    if (ey_spec_seq_done(q)) return ey_err_set(EY_ERR_ARG, "spec: sequence is done");
+    if (budget < 1) return ey_err_set(EY_ERR_ARG, "spec: no rows to plan");
     ey_err e;
-    double t0 = ey_now_ms();
-    /* prefill in the same chunks as ey_forward (bitwise-equal logits);
-     * each chunk's captures extend the draft KV, except the last prompt
-     * row, which pairs with the token sampled from the prefill (§2.3) */
-    const int CB = c->max_batch;
-    for (int t0c = 0; t0c < n_prompt; t0c += CB) {
-        int T = n_prompt - t0c < CB ? n_prompt - t0c : CB;
-        bool last = t0c + T == n_prompt;
-        if ((e = ey_forward_aux(c, &r->seq, prompt + t0c, T, NULL, NULL, last ? 1 : 0,
-                                r->vlogits, r->d ? r->vaux : NULL)))
-            return e;
-        if (r->d && T > (last ? 1 : 0)) {
-            /* rows t0c .. t0c+T-1 (minus the last prompt row) pair with x_{t+1} */
-            int Te = last ? T - 1 : T;
-            if (Te > 0) {
-                ey_draft_in in = {.T = Te, .tokens = prompt + t0c + 1, .feat = r->vaux,
-                                  .fused = true};
-                if ((e = ey_eagle3_forward(r->dc, &r->dseq, &in))) return e;
-            }
+    if (!r->prefilled) {
+        /* prefill chunk; each chunk's captures extend the draft KV, except
+         * the last prompt row, which pairs with the token sampled from the
+         * prefill (§2.3) */
+        int T = r->n_prompt - r->n_pf;
+        if (T > budget) T = budget;
+        if (T > r->c->max_batch) T = r->c->max_batch;
+        r->pf_T = T;
+        r->pf_last = r->n_pf + T == r->n_prompt;
+        *it = (ey_fwd_item){.s = &r->seq, .tokens = r->prompt + r->n_pf, .T = T,
+                            .n_logits = r->pf_last ? 1 : 0, .logits = r->vlogits,
+                            .aux = r->d ? r->vaux : NULL};
+    } else if ((e = plan_round(r, budget, it))) {
+        return e;
+    }
+    r->planned = true;
+    return EY_OK;
+}
+
+ey_err ey_spec_seq_commit(ey_spec_seq *q)
+{
+    spec_run *r = &q->r;
+    if (!r->planned) return ey_err_set(EY_ERR_ARG, "spec: commit without plan");
+    r->planned = false;
+    if (r->prefilled) return commit_round(r);
+    ey_err e;
+    const int T = r->pf_T, t0c = r->n_pf;
+    r->n_pf += T;
+    if (r->d) {
+        /* rows t0c .. t0c+T-1 (minus the last prompt row) pair with x_{t+1} */
+        int Te = r->pf_last ? T - 1 : T;
+        if (Te > 0) {
+            ey_draft_in in = {.T = Te, .tokens = r->prompt + t0c + 1, .feat = r->vaux,
+                              .fused = true};
+            if ((e = ey_eagle3_forward(r->dc, &r->dseq, &in))) return e;
         }
     }
-    double t1 = ey_now_ms();
-    r->res->prefill_ms = t1 - t0;
+    if (!r->pf_last) return EY_OK;
+    r->t_prefill = ey_now_ms();
+    r->res->prefill_ms = r->t_prefill - r->t_start;
+    r->prefilled = true;
     int32_t tok = ey_sample(&r->smp, r->vlogits, r->hist, r->n_hist);
     if ((e = push_token(r, tok))) return e;
     if (!r->done && r->d) {
         /* the held-back last prompt row: (a_{L-1}, x_L) */
-        size_t lastrow = (size_t)((n_prompt - 1) % CB);
-        e = draft_extend(r, &r->hist[r->n_hist - 1], r->vaux + lastrow * r->FW, 1);
+        e = draft_extend(r, &r->hist[r->n_hist - 1], r->vaux + (size_t)(T - 1) * r->FW, 1);
         if (e) return e;
     }
-    while (!r->done) {
-        if (r->seq.n_past + 1 > r->max_rows) break; /* context full: "length" */
-        if ((e = round_once(r))) return e;
-    }
-    r->res->decode_ms = ey_now_ms() - t1;
     return EY_OK;
 }
 
-ey_err ey_spec_generate(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so, const int32_t *prompt,
-                        int n_prompt, const ey_gen_params *gp, ey_text_cb cb, void *ud,
-                        ey_gen_result *res, ey_spec_stats *st)
+int ey_spec_seq_generated(const ey_spec_seq *q) { return q->r.n_hist - q->r.n_prompt; }
+
+const char *ey_spec_seq_text(const ey_spec_seq *q, size_t *emitted)
 {
-    memset(res, 0, sizeof *res);
-    memset(st, 0, sizeof *st);
-    ey_err e = ey_spec_opts_check(so);
-    if (e) return e;
-    st->method = ey_spec_method_name(so->method);
-    if (so->method == EY_SPEC_NONE) return ey_generate(c, prompt, n_prompt, gp, cb, ud, res);
-    const ey_model *m = c->m;
-    if (!d && !so->oracle) return ey_err_set(EY_ERR_ARG, "spec: no drafter");
-    if (d && (d->cfg.V != m->cfg.n_vocab || d->cfg.Ht != m->cfg.n_embd))
-        return ey_err_set(EY_ERR_ARG, "spec: the drafter was loaded for another target");
-    if (n_prompt < 1) return ey_err_set(EY_ERR_ARG, "empty prompt");
-    if (gp->max_tokens < 1) return ey_err_set(EY_ERR_ARG, "max_tokens must be >= 1");
-    if (gp->n_stop < 0 || gp->n_stop > EY_MAX_STOP)
-        return ey_err_set(EY_ERR_ARG, "at most %d stop strings", EY_MAX_STOP);
-    for (int i = 0; i < gp->n_stop; i++)
-        if (!gp->stop[i] || strlen(gp->stop[i]) > EY_MAX_STOP_LEN)
-            return ey_err_set(EY_ERR_ARG, "stop string longer than %d bytes", EY_MAX_STOP_LEN);
-    spec_run *r = calloc(1, sizeof *r);
-    if (!r) return ey_err_set(EY_ERR_NOMEM, "no memory");
-    r->c = c;
-    r->d = d;
-    r->so = so;
-    r->gp = gp;
-    r->res = res;
-    r->st = st;
-    r->cb = cb;
-    r->ud = ud;
-    r->V = m->cfg.n_vocab;
-    r->H = d ? d->cfg.H : 0;
-    r->Vd = d ? d->cfg.Vd : 0;
-    r->FW = d ? ey_eagle3_feat_width(d) : 0;
-    shape(so, &r->K, &r->D, &r->NT);
-    if (d && r->K > r->Vd) r->K = r->Vd;
-    r->max_rows = c->kv.n_rows;
-    r->n_prompt = n_prompt;
-    r->dt = (ey_detok){.skip_special = true};
-    ey_seq_init(&r->seq, r->max_rows);
-    if (r->NT > c->max_logit_rows || r->NT > c->max_batch) {
-        e = ey_err_set(EY_ERR_ARG, "spec: the target ctx allows %d logit rows, %d are needed "
-                       "(create it with ey_spec_ctx_rows())", c->max_logit_rows, r->NT);
-        goto out;
-    }
-    if (n_prompt >= r->max_rows) {
-        e = ey_err_set(EY_ERR_CAPACITY, "prompt of %d tokens does not fit the context of %d",
-                       n_prompt, r->max_rows);
-        goto out;
-    }
-    if ((e = ey_sampler_init(&r->smp, &gp->sampling, r->V))) goto out;
-    /* everything the loop needs, sized once */
-    const int NT = r->NT, K = r->K, D = r->D;
-    size_t aux_rows = (size_t)(c->max_batch > NT ? c->max_batch : NT);
-    r->n_cand = K + (D - 1) * K * K;
-    r->hist = malloc(((size_t)n_prompt + gp->max_tokens + NT + 1) * sizeof *r->hist);
-    r->vlogits = malloc((size_t)NT * r->V * sizeof(float));
-    r->mask = malloc((size_t)NT * NT);
-    r->cand_score = malloc((size_t)r->n_cand * sizeof(float));
-    r->cand_tok = malloc((size_t)r->n_cand * sizeof(int32_t));
-    r->cand_par = malloc((size_t)r->n_cand * sizeof(int32_t));
-    r->node_of = malloc((size_t)r->n_cand * sizeof(int32_t));
-    r->order = malloc((size_t)r->n_cand * sizeof(int32_t));
-    if (!r->hist || !r->vlogits || !r->mask || !r->cand_score || !r->cand_tok || !r->cand_par ||
-        !r->node_of || !r->order) {
-        e = ey_err_set(EY_ERR_NOMEM, "spec: no memory");
-        goto out;
-    }
-    if (d) {
-        r->vaux = malloc(aux_rows * r->FW * sizeof(float));
-        r->dlogits = malloc((size_t)K * r->Vd * sizeof(float));
-        r->dfeat = malloc((size_t)K * r->H * sizeof(float));
-        r->fr_feat = malloc((size_t)K * r->H * sizeof(float));
-        r->fr_feat2 = malloc((size_t)K * r->H * sizeof(float));
-        r->g_last = malloc((size_t)r->H * sizeof(float));
-        r->z_last = malloc((size_t)r->Vd * sizeof(float));
-        if (!r->vaux || !r->dlogits || !r->dfeat || !r->fr_feat || !r->fr_feat2 || !r->g_last ||
-            !r->z_last) {
-            e = ey_err_set(EY_ERR_NOMEM, "spec: no memory");
-            goto out;
-        }
-        /* draft rows: the target's plus one tree's worth (§4.1) */
-        int drows = r->max_rows + K * D + 2;
-        if ((e = ey_eagle3_ctx_create(d, drows, c->max_batch, K, &r->dc))) goto out;
-        ey_seq_init(&r->dseq, drows);
-        /* size the draft block table once (block size 1: one entry per
-         * row), then hand the blocks back: no reallocation in the loop */
-        if ((e = ey_seq_reserve(&r->dc->kv, &r->dseq, drows)) ||
-            (e = ey_seq_truncate(&r->dc->kv, &r->dseq, 0)))
-            goto out;
-        if ((e = ey_ctx_set_capture(c, d->cfg.aux_layers, d->cfg.n_aux))) goto out;
-    }
-    memcpy(r->hist, prompt, (size_t)n_prompt * sizeof *r->hist);
-    r->n_hist = n_prompt;
-    res->prompt_tokens = n_prompt;
-    res->finish_reason = "length";
-    if ((e = run(r, prompt, n_prompt))) goto out;
-    if (m->tok && strcmp(res->finish_reason, "stop")) {
-        char piece[256];
-        int np = ey_detok_flush(&r->dt, piece, sizeof piece);
-        if (np > 0 && (e = ey_textbuf_append(&r->tb, piece, (size_t)np))) goto out;
-        size_t safe;
-        ey_textbuf_check_stop(&r->tb, gp, &safe);
-    }
-    ey_textbuf_emit(&r->tb, r->tb.len, cb, ud);
-    res->n_ids = r->n_hist - n_prompt;
-    res->ids = malloc((size_t)(res->n_ids ? res->n_ids : 1) * sizeof *res->ids);
-    if (!res->ids) {
-        e = ey_err_set(EY_ERR_NOMEM, "no memory");
-        goto out;
-    }
-    memcpy(res->ids, r->hist + n_prompt, (size_t)res->n_ids * sizeof *res->ids);
-    if (!r->tb.s && (e = ey_textbuf_append(&r->tb, "", 0))) goto out;
-    res->text = r->tb.s;
-    res->text_len = r->tb.len;
-    r->tb.s = NULL;
-    st->n_pos = r->D < EY_SPEC_MAX_DEPTH ? r->D : EY_SPEC_MAX_DEPTH;
-    st->mean_accept_len = st->rounds ? 1.0 + (double)st->accepted / st->rounds : 0;
-    st->accept_rate = st->drafted ? (double)st->accepted / st->drafted : 0;
-    for (int i = 0; i < st->n_pos; i++)
-        st->per_position[i] = st->rounds ? (double)st->accepted_at[i] / st->rounds : 0;
-out:
-    if (e) ey_gen_result_free(res);
-    if (d) ey_ctx_set_capture(c, NULL, 0);
-    ey_seq_release(&c->kv, &r->seq);
+    *emitted = q->r.tb.emitted;
+    return q->r.tb.s ? q->r.tb.s : "";
+}
+
+static void spec_run_free(spec_run *r)
+{
+    ey_ctx *c = r->c;
+    if (c) ey_seq_release(&c->kv, &r->seq);
     if (r->dc) {
         ey_seq_release(&r->dc->kv, &r->dseq);
         ey_eagle3_ctx_free(r->dc);
@@ -637,6 +578,200 @@ out:
     free(r->fr_feat2);
     free(r->g_last);
     free(r->z_last);
-    free(r);
+}
+
+void ey_spec_seq_free(ey_spec_seq *q)
+{
+    if (!q) return;
+    spec_run_free(&q->r);
+    ey_gen_result_free(&q->res);
+    free(q);
+}
+
+ey_err ey_spec_seq_create(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so,
+                          const int32_t *prompt, int n_prompt, const ey_gen_params *gp,
+                          ey_text_cb cb, void *ud, ey_spec_seq **out)
+{
+    *out = NULL;
+    ey_err e = ey_spec_opts_check(so);
+    if (e) return e;
+    const ey_model *m = c->m;
+    if (so->method != EY_SPEC_NONE && !d && !so->oracle)
+        return ey_err_set(EY_ERR_ARG, "spec: no drafter");
+    if (so->method == EY_SPEC_NONE) d = NULL;
+    if (d && (d->cfg.V != m->cfg.n_vocab || d->cfg.Ht != m->cfg.n_embd))
+        return ey_err_set(EY_ERR_ARG, "spec: the drafter was loaded for another target");
+    if (n_prompt < 1) return ey_err_set(EY_ERR_ARG, "empty prompt");
+    if (gp->max_tokens < 1) return ey_err_set(EY_ERR_ARG, "max_tokens must be >= 1");
+    if (gp->n_stop < 0 || gp->n_stop > EY_MAX_STOP)
+        return ey_err_set(EY_ERR_ARG, "at most %d stop strings", EY_MAX_STOP);
+    for (int i = 0; i < gp->n_stop; i++)
+        if (!gp->stop[i] || strlen(gp->stop[i]) > EY_MAX_STOP_LEN)
+            return ey_err_set(EY_ERR_ARG, "stop string longer than %d bytes", EY_MAX_STOP_LEN);
+    if (d && !c->n_capture)
+        return ey_err_set(EY_ERR_ARG, "spec: the target ctx does not capture the drafter's "
+                          "aux layers (ey_spec_ctx_capture)");
+    ey_spec_seq *q = calloc(1, sizeof *q);
+    if (!q) return ey_err_set(EY_ERR_NOMEM, "no memory");
+    spec_run *r = &q->r;
+    r->gpc = *gp;
+    r->soc = *so;
+    r->c = c;
+    r->d = d;
+    r->so = &r->soc;
+    r->gp = &r->gpc;
+    r->res = &q->res;
+    r->st = &q->st;
+    r->cb = cb;
+    r->ud = ud;
+    r->prompt = prompt;
+    q->st.method = ey_spec_method_name(so->method);
+    r->V = m->cfg.n_vocab;
+    r->H = d ? d->cfg.H : 0;
+    r->Vd = d ? d->cfg.Vd : 0;
+    r->FW = d ? ey_eagle3_feat_width(d) : 0;
+    if (so->method == EY_SPEC_NONE) {
+        r->K = 1;
+        r->D = 0;
+        r->NT = 1;
+    } else {
+        shape(so, &r->K, &r->D, &r->NT);
+    }
+    if (d && r->K > r->Vd) r->K = r->Vd;
+    r->max_rows = c->kv.n_rows;
+    r->n_prompt = n_prompt;
+    r->dt = (ey_detok){.skip_special = true};
+    ey_seq_init(&r->seq, r->max_rows);
+    r->t_start = ey_now_ms();
+    if (r->NT > c->max_logit_rows || r->NT > c->max_batch) {
+        e = ey_err_set(EY_ERR_ARG, "spec: the target ctx allows %d logit rows, %d are needed "
+                       "(create it with ey_spec_ctx_rows())", c->max_logit_rows, r->NT);
+        goto fail;
+    }
+    if (n_prompt >= r->max_rows) {
+        e = ey_err_set(EY_ERR_CAPACITY, "prompt of %d tokens does not fit the context of %d",
+                       n_prompt, r->max_rows);
+        goto fail;
+    }
+    if ((e = ey_sampler_init(&r->smp, &gp->sampling, r->V))) goto fail;
+    /* everything the loop needs, sized once */
+    const int NT = r->NT, K = r->K, D = r->D;
+    size_t aux_rows = (size_t)(c->max_batch > NT ? c->max_batch : NT);
+    r->n_cand = K + (D > 0 ? D - 1 : 0) * K * K;
+    r->hist = malloc(((size_t)n_prompt + gp->max_tokens + NT + 1) * sizeof *r->hist);
+    r->vlogits = malloc((size_t)NT * r->V * sizeof(float));
+    r->mask = malloc((size_t)NT * NT);
+    r->cand_score = malloc((size_t)r->n_cand * sizeof(float));
+    r->cand_tok = malloc((size_t)r->n_cand * sizeof(int32_t));
+    r->cand_par = malloc((size_t)r->n_cand * sizeof(int32_t));
+    r->node_of = malloc((size_t)r->n_cand * sizeof(int32_t));
+    r->order = malloc((size_t)r->n_cand * sizeof(int32_t));
+    if (!r->hist || !r->vlogits || !r->mask || !r->cand_score || !r->cand_tok || !r->cand_par ||
+        !r->node_of || !r->order) {
+        e = ey_err_set(EY_ERR_NOMEM, "spec: no memory");
+        goto fail;
+    }
+    if (d) {
+        r->vaux = malloc(aux_rows * r->FW * sizeof(float));
+        r->dlogits = malloc((size_t)K * r->Vd * sizeof(float));
+        r->dfeat = malloc((size_t)K * r->H * sizeof(float));
+        r->fr_feat = malloc((size_t)K * r->H * sizeof(float));
+        r->fr_feat2 = malloc((size_t)K * r->H * sizeof(float));
+        r->g_last = malloc((size_t)r->H * sizeof(float));
+        r->z_last = malloc((size_t)r->Vd * sizeof(float));
+        if (!r->vaux || !r->dlogits || !r->dfeat || !r->fr_feat || !r->fr_feat2 || !r->g_last ||
+            !r->z_last) {
+            e = ey_err_set(EY_ERR_NOMEM, "spec: no memory");
+            goto fail;
+        }
+        /* draft rows: the target's plus one tree's worth (§4.1); the
+         * draft batch only needs a tree level (K rows) and extend chunks */
+        int drows = r->max_rows + K * D + 2;
+        int dbatch = c->max_batch < 64 ? c->max_batch : 64;
+        if (dbatch < K) dbatch = K;
+        if ((e = ey_eagle3_ctx_create(d, drows, dbatch, K, &r->dc))) goto fail;
+        ey_seq_init(&r->dseq, drows);
+        /* size the draft block table once (block size 1: one entry per
+         * row), then hand the blocks back: no reallocation in the loop */
+        if ((e = ey_seq_reserve(&r->dc->kv, &r->dseq, drows)) ||
+            (e = ey_seq_truncate(&r->dc->kv, &r->dseq, 0)))
+            goto fail;
+    }
+    memcpy(r->hist, prompt, (size_t)n_prompt * sizeof *r->hist);
+    r->n_hist = n_prompt;
+    q->res.prompt_tokens = n_prompt;
+    q->res.finish_reason = "length";
+    *out = q;
+    return EY_OK;
+fail:
+    r->d = NULL; /* capture belongs to the caller */
+    ey_spec_seq_free(q);
+    return e;
+}
+
+ey_err ey_spec_seq_finish(ey_spec_seq *q, ey_gen_result *res, ey_spec_stats *st)
+{
+    spec_run *r = &q->r;
+    const ey_model *m = r->c->m;
+    ey_err e;
+    memset(res, 0, sizeof *res);
+    if (m->tok && strcmp(q->res.finish_reason, "stop")) {
+        char piece[256];
+        int np = ey_detok_flush(&r->dt, piece, sizeof piece);
+        if (np > 0 && (e = ey_textbuf_append(&r->tb, piece, (size_t)np))) return e;
+        size_t safe;
+        ey_textbuf_check_stop(&r->tb, r->gp, &safe);
+    }
+    ey_textbuf_emit(&r->tb, r->tb.len, r->cb, r->ud);
+    q->res.decode_ms = r->prefilled ? ey_now_ms() - r->t_prefill : 0;
+    q->res.n_ids = r->n_hist - r->n_prompt;
+    q->res.ids = malloc((size_t)(q->res.n_ids ? q->res.n_ids : 1) * sizeof *q->res.ids);
+    if (!q->res.ids) return ey_err_set(EY_ERR_NOMEM, "no memory");
+    memcpy(q->res.ids, r->hist + r->n_prompt, (size_t)q->res.n_ids * sizeof *q->res.ids);
+    if (!r->tb.s && (e = ey_textbuf_append(&r->tb, "", 0))) return e;
+    q->res.text = r->tb.s;
+    q->res.text_len = r->tb.len;
+    r->tb.s = NULL;
+    ey_spec_stats *s = &q->st;
+    s->n_pos = r->D < EY_SPEC_MAX_DEPTH ? r->D : EY_SPEC_MAX_DEPTH;
+    s->mean_accept_len = s->rounds ? 1.0 + (double)s->accepted / s->rounds : 0;
+    s->accept_rate = s->drafted ? (double)s->accepted / s->drafted : 0;
+    for (int i = 0; i < s->n_pos; i++)
+        s->per_position[i] = s->rounds ? (double)s->accepted_at[i] / s->rounds : 0;
+    *res = q->res;
+    memset(&q->res, 0, sizeof q->res);
+    if (st) *st = *s;
+    return EY_OK;
+}
+
+ey_err ey_spec_ctx_capture(ey_ctx *c, const ey_eagle3 *d)
+{
+    return d ? ey_ctx_set_capture(c, d->cfg.aux_layers, d->cfg.n_aux) : EY_OK;
+}
+
+ey_err ey_spec_generate(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so, const int32_t *prompt,
+                        int n_prompt, const ey_gen_params *gp, ey_text_cb cb, void *ud,
+                        ey_gen_result *res, ey_spec_stats *st)
+{
+    memset(res, 0, sizeof *res);
+    memset(st, 0, sizeof *st);
+    ey_err e = ey_spec_opts_check(so);
+    if (e) return e;
+    st->method = ey_spec_method_name(so->method);
+    if (so->method == EY_SPEC_NONE) return ey_generate(c, prompt, n_prompt, gp, cb, ud, res);
+    bool capture = d && !c->n_capture;
+    if (capture && (e = ey_spec_ctx_capture(c, d))) return e;
+    ey_spec_seq *q = NULL;
+    if ((e = ey_spec_seq_create(c, d, so, prompt, n_prompt, gp, cb, ud, &q))) goto out;
+    while (!ey_spec_seq_done(q)) {
+        ey_fwd_item it;
+        if ((e = ey_spec_seq_plan(q, c->max_batch, &it))) goto out;
+        if ((e = ey_forward_batch(c, &it, 1))) goto out;
+        if ((e = ey_spec_seq_commit(q))) goto out;
+    }
+    e = ey_spec_seq_finish(q, res, st);
+out:
+    ey_spec_seq_free(q);
+    if (capture) ey_ctx_set_capture(c, NULL, 0);
     return e;
 }

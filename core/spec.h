@@ -82,4 +82,42 @@ ey_err ey_spec_generate(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so, const i
                         int n_prompt, const ey_gen_params *gp, ey_text_cb cb, void *ud,
                         ey_gen_result *res, ey_spec_stats *st);
 
+/* ---------------------------------------------------------------- stepper
+ *
+ * The same generation, one forward at a time, for a scheduler that batches
+ * many sequences (the daemon's continuous batching): plan() says which rows
+ * to run next — a prefill chunk, or a drafted tree to verify (a single row
+ * with no drafter: plain decoding) — as an ey_fwd_item pointing into the
+ * sequence's own buffers; the caller runs it (alone or in an
+ * ey_forward_batch with other sequences' items) and calls commit(), which
+ * samples/accepts, streams text through cb and updates both KV caches.
+ * ey_spec_generate is exactly this loop with one item per forward.
+ *
+ * With method NONE (or d == NULL and no oracle) every round verifies just
+ * the root, and a round without drafts draws like ey_sample, so the output
+ * equals ey_generate's token for token, also when sampling with a seed.
+ * A drafter needs the target ctx to capture its aux layers
+ * (ey_spec_ctx_capture) before create. prompt and the strings of gp must
+ * stay valid until finish; gp itself is copied. */
+typedef struct ey_spec_seq ey_spec_seq;
+
+ey_err ey_spec_ctx_capture(ey_ctx *c, const ey_eagle3 *d);
+ey_err ey_spec_seq_create(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so,
+                          const int32_t *prompt, int n_prompt, const ey_gen_params *gp,
+                          ey_text_cb cb, void *ud, ey_spec_seq **out);
+/* Rows to run next, at most `budget` (>= 1; a smaller budget shrinks the
+ * draft tree: 1 = no drafts this round). Not when done. */
+ey_err ey_spec_seq_plan(ey_spec_seq *q, int budget, ey_fwd_item *it);
+ey_err ey_spec_seq_commit(ey_spec_seq *q);
+bool ey_spec_seq_done(const ey_spec_seq *q);
+/* Completion tokens so far; the text so far and how much of it is final
+ * (streamable: never part of a possible stop string). */
+int ey_spec_seq_generated(const ey_spec_seq *q);
+const char *ey_spec_seq_text(const ey_spec_seq *q, size_t *emitted);
+/* Final flush (text, ids, stats) into res (caller frees with
+ * ey_gen_result_free) and st (may be NULL). Call once, when done or to stop
+ * early (cancel, deadline: finish_reason stays what it was, "length"). */
+ey_err ey_spec_seq_finish(ey_spec_seq *q, ey_gen_result *res, ey_spec_stats *st);
+void ey_spec_seq_free(ey_spec_seq *q);
+
 #endif
