@@ -319,6 +319,7 @@ static ey_err parse_config(const char *dir, const ey_model *tgt, const ey_eagle3
     if (o && o->rope_theta > 0) c->rope_theta = o->rope_theta;
     strcpy(c->rope_scaling, "none");
     const cJSON *rs = j_obj(lc, "rope_scaling");
+    if (!rs) rs = rp; /* transformers 5 keeps the scaling there too */
     if (rs) {
         const char *t = j_str(rs, "rope_type");
         if (!t) t = j_str(rs, "type");
