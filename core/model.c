@@ -207,7 +207,11 @@ static ey_err parse_hf_config(const char *dir, ey_model_config *c)
     c->n_vocab = json_int(j, "vocab_size", 0);
     c->n_ctx_train = json_int(j, "max_position_embeddings", 2048);
     c->rms_eps = (float)json_num(j, "rms_norm_eps", 1e-6);
-    c->rope_theta = (float)json_num(j, "rope_theta", 10000.0);
+    /* transformers 5 may write only rope_parameters {rope_theta, rope_type, ...} */
+    const cJSON *rparams = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
+    if (!cJSON_IsObject(rparams)) rparams = NULL;
+    c->rope_theta = (float)json_num(j, "rope_theta",
+                                    rparams ? json_num(rparams, "rope_theta", 10000.0) : 10000.0);
     c->rope_dim = c->head_dim;
     c->rope_mode = EY_ROPE_NEOX;
     c->tied_embeddings = json_bool(j, "tie_word_embeddings", false);
@@ -222,6 +226,7 @@ static ey_err parse_hf_config(const char *dir, ey_model_config *c)
     if (c->arch == EY_ARCH_QWEN3 && json_bool(j, "attention_bias", false)) c->qkv_bias = true;
     strcpy(c->rope_scaling, "none");
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
+    if (!cJSON_IsObject(rs)) rs = rparams;
     if (cJSON_IsObject(rs)) {
         const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
         if (!cJSON_IsString(rt)) rt = cJSON_GetObjectItemCaseSensitive(rs, "type");

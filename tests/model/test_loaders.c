@@ -3,7 +3,9 @@
  * give an error (never a crash, hang or oversize allocation).
  *
  *   test_loaders GGUF_FILE SAFETENSORS_DIR */
+#include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -166,6 +168,49 @@ static void test_model_errors(const uint8_t *img, size_t n)
     ey_backend_destroy(be);
 }
 
+/* A transformers-5 style config with only rope_parameters (no top-level
+ * rope_theta / rope_scaling) loads with the same RoPE settings. */
+static void test_rope_parameters(const char *dir)
+{
+    char tmpl[] = "/tmp/eyrie-rope-XXXXXX", path[512], cmd[1200];
+    if (!mkdtemp(tmpl)) return;
+    snprintf(cmd, sizeof cmd, "cp -r '%s'/. '%s'/", dir, tmpl);
+    TEST_CHECK(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/config.json", tmpl);
+    size_t n;
+    char *txt = slurp(path, &n);
+    cJSON *j = txt ? cJSON_ParseWithLength(txt, n) : NULL;
+    TEST_CHECK(j != NULL);
+    free(txt);
+    if (!j) return;
+    TEST_CHECK(cJSON_GetObjectItemCaseSensitive(j, "rope_parameters") != NULL);
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "rope_theta");
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "rope_scaling");
+    char *out = cJSON_Print(j);
+    cJSON_Delete(j);
+    FILE *f = fopen(path, "wb");
+    TEST_CHECK(f && fwrite(out, 1, strlen(out), f) == strlen(out));
+    if (f) fclose(f);
+    free(out);
+    ey_backend *be;
+    TEST_CHECK(ey_backend_cpu_create(1, &be) == EY_OK);
+    ey_model *a = NULL, *b = NULL;
+    TEST_CHECK_MSG(ey_model_load(dir, be, &a) == EY_OK, "%s", ey_err_detail());
+    TEST_CHECK_MSG(ey_model_load(tmpl, be, &b) == EY_OK, "%s", ey_err_detail());
+    if (a && b) {
+        TEST_CHECK(a->cfg.rope_theta == b->cfg.rope_theta);
+        TEST_CHECK_MSG(!strcmp(a->cfg.rope_scaling, b->cfg.rope_scaling) &&
+                           a->cfg.rope_factor == b->cfg.rope_factor,
+                       "rope_parameters: scaling %s vs %s", b->cfg.rope_scaling,
+                       a->cfg.rope_scaling);
+    }
+    ey_model_free(a);
+    ey_model_free(b);
+    ey_backend_destroy(be);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
+    TEST_CHECK(system(cmd) == 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -185,6 +230,7 @@ int main(int argc, char **argv)
     test_gguf_bitflips(img, n, hdr);
     test_model_errors(img, n);
     test_safetensors(argv[2]);
+    test_rope_parameters(argv[2]);
     free(img);
     return test_result();
 }
