@@ -378,7 +378,6 @@ static ey_err commit_round(spec_run *r)
     const int L = r->L, V = r->V, n = r->n_nodes;
     ey_err e;
     r->res->decode_steps++;
-    double t2 = ey_now_ms();
     /* accept (§4.4): at node `cur`, p = the sampler's transformed target
      * distribution; children in ascending node index (= descending draft
      * score) are tried with the recursive rule for deterministic drafts:
@@ -456,7 +455,7 @@ static ey_err commit_round(spec_run *r)
     if ((e = ey_seq_truncate(&c->kv, &r->seq, L + m + 1))) return e;
     double t3 = ey_now_ms();
     st->draft_ms += r->t_draft1 - r->t_draft0;
-    st->verify_ms += t3 - t2;
+    st->verify_ms += t3 - r->t_draft1; /* from the end of drafting: the verify forward too */
     if (r->done || !r->d) return EY_OK;
     /* draft KV: drop the tree rows, re-extend rows L..L+m from the target's
      * captures of the accepted path, paired with the next committed token */

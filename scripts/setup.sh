@@ -7,6 +7,8 @@
 #   EYRIE_BUILD_OPTS   extra `meson setup` options (e.g. -Db_sanitize=address)
 #   EYRIE_ALLOW_NO_MODEL=1  go on when the default model cannot be fetched
 #                      (the test command sets it: those tests then skip)
+#   EYRIE_SKIP_PIP=1   skip the Python packages of the sample clients
+#                      (scripts/deps/samples-pip.txt; nothing else needs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,18 @@ if [ "${EYRIE_SKIP_APT:-0}" != 1 ]; then
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
+fi
+
+# Python packages of samples/chat_client.py: a failure here only warns (the
+# build and the tests do not need them). Debian's python3 is "externally
+# managed" (PEP 668), hence the second try.
+if [ "${EYRIE_SKIP_PIP:-0}" != 1 ] && \
+   ! python3 -c 'import pynng, google.protobuf, grpc_tools' 2>/dev/null; then
+    log "installing the sample clients' Python packages (scripts/deps/samples-pip.txt)"
+    python3 -m pip install -q -r scripts/deps/samples-pip.txt >/dev/null 2>&1 ||
+        python3 -m pip install -q --break-system-packages -r scripts/deps/samples-pip.txt \
+            >/dev/null 2>&1 ||
+        log "WARNING: could not install scripts/deps/samples-pip.txt; samples/chat_client.py needs it"
 fi
 
 if [ ! -f build/build.ninja ]; then
