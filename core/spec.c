@@ -546,6 +546,24 @@ ey_err ey_spec_seq_commit(ey_spec_seq *q)
 
 int ey_spec_seq_generated(const ey_spec_seq *q) { return q->r.n_hist - q->r.n_prompt; }
 
+const ey_spec_stats *ey_spec_seq_stats(const ey_spec_seq *q) { return &q->st; }
+
+bool ey_spec_seq_drafting(const ey_spec_seq *q) { return q->r.d != NULL; }
+
+ey_err ey_spec_seq_drop_drafter(ey_spec_seq *q)
+{
+    spec_run *r = &q->r;
+    if (r->planned) return ey_err_set(EY_ERR_ARG, "spec: drop the drafter between rounds");
+    if (!r->d) return EY_OK;
+    if (r->dc) {
+        ey_seq_release(&r->dc->kv, &r->dseq);
+        ey_eagle3_ctx_free(r->dc);
+        r->dc = NULL;
+    }
+    r->d = NULL; /* rounds verify the root alone from now on */
+    return EY_OK;
+}
+
 const char *ey_spec_seq_text(const ey_spec_seq *q, size_t *emitted)
 {
     *emitted = q->r.tb.emitted;

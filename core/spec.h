@@ -113,6 +113,14 @@ bool ey_spec_seq_done(const ey_spec_seq *q);
 /* Completion tokens so far; the text so far and how much of it is final
  * (streamable: never part of a possible stop string). */
 int ey_spec_seq_generated(const ey_spec_seq *q);
+/* Statistics so far (the definitions of ey_spec_stats; tau and the rates
+ * are filled by finish). */
+const ey_spec_stats *ey_spec_seq_stats(const ey_spec_seq *q);
+/* Stop drafting for the rest of this sequence (a scheduler's choice when the
+ * drafter does not pay off): the draft KV is freed and later rounds are
+ * plain decoding steps. Between commit and plan only. */
+ey_err ey_spec_seq_drop_drafter(ey_spec_seq *q);
+bool ey_spec_seq_drafting(const ey_spec_seq *q);
 const char *ey_spec_seq_text(const ey_spec_seq *q, size_t *emitted);
 /* Final flush (text, ids, stats) into res (caller frees with
  * ey_gen_result_free) and st (may be NULL). Call once, when done or to stop

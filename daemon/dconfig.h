@@ -38,6 +38,8 @@ typedef struct eyd_config {
     char *spec_method;
     int spec_k, spec_topk, spec_depth, spec_tokens;
     int spec_max_batch;    /* decoding sequences above which drafting is off */
+    int spec_probe_rounds; /* rounds before a job's acceptance is judged */
+    int spec_min_accept_pct; /* below (tau - 1) * 100 the job stops drafting */
 } eyd_config;
 
 /* Defaults, then the file named by --config (if any), then the flags.

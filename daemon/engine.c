@@ -12,9 +12,11 @@
  *     spread over steps and never stalls the others;
  *  4. one ey_forward_batch over all planned items (verification of every
  *     speculating sequence shares the pass), then each sequence commits.
- * Speculation backs off under load: with more than spec-max-batch decoding
- * sequences a step plans no drafts (budget 1), and the rows left are split
- * among the decoders, so drafting never costs more rows than a step has. */
+ * Speculation backs off where it does not pay: with more than
+ * spec-max-batch decoding sequences a step plans no drafts (budget 1), the
+ * rows left are split among the decoders, and a job whose drafts are
+ * accepted less than spec-min-accept-pct per 100 rounds after
+ * spec-probe-rounds rounds stops drafting (its drafter state is freed). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +257,19 @@ static void *engine_main(void *arg)
             if (ey_spec_seq_done(j->q)) {
                 end_job(s, j, NULL, 0, NULL);
                 gone[owner[k]] = true;
+            } else if (ey_spec_seq_drafting(j->q)) {
+                /* a drafter that does not pay off for this job costs more
+                 * than it saves: after the probe rounds, plain decoding */
+                const ey_spec_stats *st = ey_spec_seq_stats(j->q);
+                if (st->rounds >= s->cfg.spec_probe_rounds &&
+                    st->accepted * 100 < (long)s->cfg.spec_min_accept_pct * st->rounds) {
+                    ey_spec_seq_drop_drafter(j->q);
+                    pthread_mutex_lock(&s->mu);
+                    s->met.spec_dropped++;
+                    pthread_mutex_unlock(&s->mu);
+                    eyd_log("job id=%s msg=\"drafting off\" rounds=%d accepted=%ld", j->id,
+                            st->rounds, st->accepted);
+                }
             }
         }
         pthread_mutex_lock(&s->mu);

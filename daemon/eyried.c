@@ -804,6 +804,8 @@ static void handle_stats(eyd_server *s, void *hdr, const Eyrie__Request *rq)
                "accepted draft tokens by position in the draft", C,
                (double)t->spec_accepted_pos[i], "position", pos);
     }
+    metric(&ms, "spec_decode_jobs_stopped_drafting", "jobs whose acceptance was too low to draft",
+           C, (double)t->spec_dropped, NULL, NULL);
     metric(&ms, "engine_steps_total", "batched forward passes", C, (double)t->steps, NULL, NULL);
     metric(&ms, "engine_rows_total", "rows run in batched forwards", C, (double)t->step_rows,
            NULL, NULL);

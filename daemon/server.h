@@ -74,6 +74,7 @@ typedef struct eyd_metrics {
     uint64_t spec_drafts, spec_draft_tokens, spec_accepted;
     uint64_t spec_accepted_pos[EY_SPEC_MAX_DEPTH];
     uint64_t steps, step_rows;
+    uint64_t spec_dropped;   /* jobs that stopped drafting (low acceptance) */
     uint64_t lat_count, lat_bucket[EYD_LAT_BUCKETS];
     double lat_sum;
     /* tokens in the last 10 one-second slots */

@@ -3,7 +3,8 @@
  * forward through ey_forward_batch, join and leave between steps, and have
  * their prefill cut into small chunks by a row budget. Every sequence's
  * output must equal ey_generate's on its own: greedy token for token, and
- * with method none also when sampling with a seed.
+ * with method none also when sampling with a seed. Some jobs stop drafting
+ * midway (ey_spec_seq_drop_drafter), which must not change their output.
  *   test_spec_batch TARGET */
 #include "spec_util.h"
 
@@ -73,7 +74,7 @@ int main(int argc, char **argv)
     /* the scheduler: decode/verify rows first, the rest of a 40-row budget
      * to prefill chunks, so prompts are cut in several pieces */
     const int BUDGET = 40;
-    int done = 0, step = 0, max_in_batch = 0;
+    int done = 0, step = 0, max_in_batch = 0, dropped = 0;
     long batched_rows = 0;
     while (done < NJOB && step < 100000) {
         for (int i = 0; i < NJOB; i++) {
@@ -109,6 +110,14 @@ int main(int argc, char **argv)
         for (int k = 0; k < n; k++) {
             job *j = &jobs[owner[k]];
             TEST_CHECK(!ey_spec_seq_commit(j->q));
+            /* some speculating jobs stop drafting midway (the daemon's
+             * low-acceptance policy): the output must not change */
+            if (!ey_spec_seq_done(j->q) && ey_spec_seq_drafting(j->q) && owner[k] % 3 == 0 &&
+                ey_spec_seq_stats(j->q)->rounds >= 2) {
+                TEST_CHECK(!ey_spec_seq_drop_drafter(j->q));
+                TEST_CHECK(!ey_spec_seq_drafting(j->q));
+                dropped++;
+            }
             if (ey_spec_seq_done(j->q)) {
                 ey_gen_result r;
                 ey_spec_stats st;
@@ -131,6 +140,7 @@ int main(int argc, char **argv)
     }
     TEST_CHECK_MSG(done == NJOB, "%d of %d jobs finished", done, NJOB);
     TEST_CHECK_MSG(max_in_batch >= 4, "batches too small to test anything (%d)", max_in_batch);
+    TEST_CHECK_MSG(dropped >= 2, "only %d jobs dropped their drafter", dropped);
     TEST_CHECK(ey_kv_pool_free_rows(&c->kv) >= c->kv.n_rows);
     printf("%d jobs, %d steps, %ld rows, up to %d sequences per forward\n", NJOB, step,
            batched_rows, max_in_batch);
