@@ -685,6 +685,11 @@ static void handle_poll(eyd_server *s, void *hdr, const Eyrie__Request *rq)
 static void handle_cancel(eyd_server *s, void *hdr, const Eyrie__Request *rq)
 {
     eyd_job *j = find_job(s, rq->cancel->job_id);
+    if (!j) {
+        eyd_send_error(s, hdr, rq->id, EYRIE__ERROR_CODE__ERR_NOT_FOUND, "no job '%.64s'",
+                       rq->cancel->job_id);
+        return;
+    }
     Eyrie__CancelResult c = EYRIE__CANCEL_RESULT__INIT;
     c.has_found = c.has_was_running = true;
     c.found = j != NULL;

@@ -1,8 +1,38 @@
 #!/usr/bin/env bash
-# The README's main command: set up, then one chat completion with the
-# default model (SmolLM2-135M-Instruct), streamed to stdout.
+# The README's main command: set up, start the daemon (eyried) on the default
+# model, stream one chat answer through the sample client, stop the daemon.
+#
+#   scripts/run.sh ["question"]
+#
+# EYRIE_SYSTEM sets the system prompt; EYRIE_DRAFTER a drafter directory
+# (speculative decoding; the answer is the same). Without the sample client's
+# Python packages the C client (`eyrie generate --url`) asks instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec build/eyrie generate --chat "${1:-What is the capital of France?}" \
-    --system "${EYRIE_SYSTEM:-You are a helpful assistant.}" --temperature 0 --max-tokens 128
+question="${1:-What is the capital of France?}"
+dir=$(mktemp -d /tmp/eyrie-run.XXXXXX)
+url="ipc://$dir/eyrie.sock"
+args=(--listen "$url" --log-file "$dir/eyried.log")
+[ -n "${EYRIE_DRAFTER:-}" ] && args+=(--drafter "$EYRIE_DRAFTER")
+build/eyried "${args[@]}" &
+pid=$!
+cleanup() {
+    kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+for _ in $(seq 1 600); do  # the model loads in well under a minute
+    build/eyrie health --url "$url" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || { cat "$dir/eyried.log" >&2; exit 1; }
+    sleep 0.1
+done
+system="${EYRIE_SYSTEM:-You are a helpful assistant.}"
+if python3 -c 'import pynng, google.protobuf, grpc_tools' 2>/dev/null; then
+    python3 samples/chat_client.py --url "$url" --system "$system" --temperature 0 \
+        --max-tokens 128 "$question"
+else
+    echo "(the Python sample client's packages are missing: using eyrie generate --url)" >&2
+    build/eyrie generate --url "$url" --chat "$question" --system "$system" \
+        --temperature 0 --max-tokens 128
+fi
