@@ -290,6 +290,10 @@ static ey_err parse_config(const char *dir, const ey_model *tgt, const ey_eagle3
                        "layers are supported)", path, mt);
         goto out;
     }
+    /* eagle3.md §1.2: published drafters have one layer, but some configs
+     * carry the target's count here; only tensors of a second layer mean a
+     * multi-layer drafter (checked at load) */
+    c->n_layers_config = j_int2(lc, NULL, "num_hidden_layers", 1);
     const char *act = j_str(lc, "hidden_act");
     if (act && strcmp(act, "silu")) {
         e = ey_err_set(EY_ERR_UNSUPPORTED, "%s: hidden_act '%.32s' (silu only)", path, act);
@@ -705,6 +709,13 @@ ey_err ey_eagle3_load(const char *dir, const ey_model *target, const ey_eagle3_o
     }
     if ((e = parse_config(dir, target, opts, &d->cfg))) goto fail;
     if ((e = dt_open(d->priv, dir))) goto fail;
+    if (d->cfg.n_layers_config > 1 &&
+        (dt_has_prefix(d->priv, "layers.1.") || dt_has_prefix(d->priv, "midlayers.1.") ||
+         dt_has_prefix(d->priv, "model.layers.1."))) {
+        e = ey_err_set(EY_ERR_UNSUPPORTED, "%s: a %d-layer drafter (eyrie runs single-layer "
+                       "EAGLE-3 drafters)", dir, d->cfg.n_layers_config);
+        goto fail;
+    }
     if ((e = load_weights(d, target))) goto fail;
     if ((e = load_vocab_map(d))) goto fail;
     if ((e = build_rope(d))) goto fail;

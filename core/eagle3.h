@@ -91,6 +91,7 @@ typedef struct ey_eagle3_config {
     int aux_config[EY_E3_MAX_AUX]; /* ids as written in the config (-1: default) */
     int aux_layers[EY_E3_MAX_AUX]; /* resolved: input-of-layer ids of the target */
     bool aux_from_config;
+    int n_layers_config;    /* num_hidden_layers as written (only 1 layer is run) */
 } ey_eagle3_config;
 
 typedef struct ey_eagle3 {

@@ -237,6 +237,38 @@ static void test_hostile(void)
         cJSON_Delete(j);
         expect_err(dir, EY_ERR_SHAPE, "mlp.gate_proj");
     }
+    /* num_hidden_layers: a config carrying the target's count (eagle3.md
+     * §1.2) loads; tensors of a second layer are refused */
+    {
+        dir = tmp_dir("nlayers");
+        snprintf(p2, sizeof p2, "%s/model.safetensors", dir);
+        spit(p2, img, n);
+        cJSON *j = cJSON_Parse(conf);
+        cJSON_DeleteItemFromObject(j, "num_hidden_layers");
+        cJSON_AddNumberToObject(j, "num_hidden_layers", 40);
+        char *s = cJSON_Print(j);
+        snprintf(p2, sizeof p2, "%s/config.json", dir);
+        spit(p2, s, strlen(s));
+        free(s);
+        cJSON_Delete(j);
+        ey_eagle3 *d = NULL;
+        ey_err e = ey_eagle3_load(dir, g_m, NULL, &d);
+        TEST_CHECK_MSG(!e && d && d->cfg.n_layers_config == 40, "40 in config: %s",
+                       ey_err_detail());
+        ey_eagle3_free(d);
+        /* rename one tensor of the layer to a second layer's (same length) */
+        char *b = malloc(n);
+        memcpy(b, img, n);
+        uint64_t hl;
+        memcpy(&hl, b, 8);
+        char *hit = memmem(b + 8, (size_t)hl, "midlayer.", 9);
+        TEST_CHECK(hit != NULL);
+        if (hit) memcpy(hit, "layers.1.", 9);
+        snprintf(p2, sizeof p2, "%s/model.safetensors", dir);
+        spit(p2, b, n);
+        free(b);
+        expect_err(dir, EY_ERR_UNSUPPORTED, "40-layer drafter");
+    }
     /* vocab mismatch with the target (§6 P17) */
     {
         dir = tmp_dir("vocab");
