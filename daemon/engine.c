@@ -32,6 +32,8 @@ int eyd_job_rows(const eyd_server *s, const eyd_job *j)
     return (int)((rows + 15) / 16 * 16); /* whole KV blocks */
 }
 
+static bool append_text(eyd_job *j, const char *p, size_t add);
+
 static void end_job(eyd_server *s, eyd_job *j, const char *reason, int err_code,
                     const char *err_msg)
 {
@@ -65,6 +67,12 @@ static void end_job(eyd_server *s, eyd_job *j, const char *reason, int err_code,
             j->err_msg = strdup("no memory for the result");
         } else {
             j->have_result = true;
+            /* the final text can end with bytes the stepper held back (an
+             * incomplete UTF-8 sequence flushed at the end): stream them
+             * too, so that the Poll pieces concatenate to the result text */
+            if (res.text && res.text_len > j->text_len &&
+                !memcmp(res.text, j->text ? j->text : "", j->text_len))
+                append_text(j, res.text + j->text_len, res.text_len - j->text_len);
             eyd_metrics *m = &s->met;
             m->prompt_tokens += (uint64_t)res.prompt_tokens;
             if (spec) {
@@ -86,24 +94,32 @@ static void end_job(eyd_server *s, eyd_job *j, const char *reason, int err_code,
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Append to the job's public text (mu held); false on no memory. */
+static bool append_text(eyd_job *j, const char *p, size_t add)
+{
+    size_t need = j->text_len + add + 1;
+    if (need > j->text_cap) {
+        size_t cap = j->text_cap ? j->text_cap : 256;
+        while (cap < need) cap *= 2;
+        char *g = realloc(j->text, cap);
+        if (!g) return false;
+        j->text = g;
+        j->text_cap = cap;
+    }
+    memcpy(j->text + j->text_len, p, add);
+    j->text_len += add;
+    j->text[j->text_len] = 0;
+    return true;
+}
+
 /* Copy newly final text into the job's public buffer (mu held). */
 static void publish(eyd_server *s, eyd_job *j)
 {
     size_t emitted;
     const char *t = ey_spec_seq_text(j->q, &emitted);
     if (emitted <= j->published) return;
-    size_t add = emitted - j->published, need = j->text_len + add + 1;
-    if (need > j->text_cap) {
-        size_t cap = j->text_cap ? j->text_cap : 256;
-        while (cap < need) cap *= 2;
-        char *g = realloc(j->text, cap);
-        if (!g) return; /* published again next step */
-        j->text = g;
-        j->text_cap = cap;
-    }
-    memcpy(j->text + j->text_len, t + j->published, add);
-    j->text_len += add;
-    j->text[j->text_len] = 0;
+    if (!append_text(j, t + j->published, emitted - j->published))
+        return; /* published again next step */
     j->published = emitted;
     eyd_job_publish(s, j);
 }

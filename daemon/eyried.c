@@ -85,12 +85,16 @@ static void reopen_log(void)
  * multiple of its own size. */
 typedef struct budget {
     size_t left;
+    bool refused; /* an allocation was over budget */
 } budget;
 
 static void *b_alloc(void *ud, size_t n)
 {
     budget *b = ud;
-    if (n > b->left) return NULL;
+    if (n > b->left) {
+        b->refused = true;
+        return NULL;
+    }
     b->left -= n;
     return malloc(n);
 }
@@ -223,7 +227,7 @@ static void send_poll(eyd_server *s, eyd_job *j, void *hdr, const char *req_id, 
     p.text.data = (uint8_t *)(j->text ? j->text + from : "");
     p.text.len = j->text_len - from;
     p.has_next = true;
-    p.next = j->text_len;
+    p.next = after > j->text_len ? after : j->text_len; /* never backwards */
     p.has_done = true;
     p.done = j->state == J_DONE;
     if (p.done) p.result = &j->result;
@@ -668,7 +672,10 @@ static void handle_poll(eyd_server *s, void *hdr, const Eyrie__Request *rq)
         return;
     }
     uint64_t after = p->has_after ? p->after : 0;
-    if (after > j->text_len && !(j->state == J_DONE && j->err_code)) {
+    /* past the text of a job still running: wait for it (libeyrie resumes a
+     * stream whose daemon died by resubmitting it elsewhere and polling on
+     * from the bytes it already holds); past the final text: an error */
+    if (after > j->text_len && j->state == J_DONE && !j->err_code) {
         eyd_send_error(s, hdr, rq->id, EYRIE__ERROR_CODE__ERR_INVALID_ARGUMENT,
                        "after %llu is past the %zu bytes produced", (unsigned long long)after,
                        j->text_len);
@@ -895,8 +902,15 @@ static void handle(eyd_server *s, void *hdr, const uint8_t *buf, size_t n)
     Eyrie__Request *rq = eyrie__request__unpack(&al, n, buf);
     if (!rq) {
         s->met.requests[6]++;
-        eyd_send_error(s, hdr, NULL, EYRIE__ERROR_CODE__ERR_MALFORMED,
-                       "not an eyrie Request (protobuf did not parse)");
+        /* many tiny elements (10 000 empty parts) unpack to far more memory
+         * than their bytes: over the budget is a size limit, not bad bytes */
+        if (b.refused)
+            eyd_send_error(s, hdr, NULL, EYRIE__ERROR_CODE__ERR_TOO_LARGE,
+                           "request of %zu bytes unpacks to more than %zu bytes", n,
+                           8 * n + 65536);
+        else
+            eyd_send_error(s, hdr, NULL, EYRIE__ERROR_CODE__ERR_MALFORMED,
+                           "not an eyrie Request (protobuf did not parse)");
         return;
     }
     const char *rid = rq->id;
@@ -1001,6 +1015,27 @@ static void fail_queued(eyd_server *s)
 }
 
 /* ------------------------------------------------------------ main */
+
+/* Receive one message (waits up to the 50 ms receive timeout), answer it,
+ * run the timers. True if a message came. */
+static bool serve_one(eyd_server *s)
+{
+    void *body = NULL, *ctl = NULL;
+    struct nn_iovec iov = {&body, NN_MSG};
+    struct nn_msghdr h = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+                          .msg_controllen = NN_MSG};
+    int n = nn_recvmsg(s->sock, &h, 0);
+    pthread_mutex_lock(&s->mu);
+    if (n >= 0) {
+        if (ctl) handle(s, ctl, body, (size_t)n);
+        nn_freemsg(body);
+    } else if (nn_errno() != ETIMEDOUT && nn_errno() != EAGAIN && nn_errno() != EINTR) {
+        eyd_log("msg=\"receive failed\" error=\"%s\"", nn_strerror(nn_errno()));
+    }
+    sweep(s);
+    pthread_mutex_unlock(&s->mu);
+    return n >= 0;
+}
 
 static int setup(eyd_server *s)
 {
@@ -1180,23 +1215,16 @@ int main(int argc, char **argv)
             pthread_mutex_unlock(&s->mu);
             if (idle) break;
         }
-        void *body = NULL, *ctl = NULL;
-        struct nn_iovec iov = {&body, NN_MSG};
-        struct nn_msghdr h = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
-                              .msg_controllen = NN_MSG};
-        int n = nn_recvmsg(s->sock, &h, 0);
-        pthread_mutex_lock(&s->mu);
-        if (n >= 0) {
-            if (ctl) handle(s, ctl, body, (size_t)n);
-            nn_freemsg(body);
-        } else if (nn_errno() != ETIMEDOUT && nn_errno() != EAGAIN && nn_errno() != EINTR) {
-            eyd_log("msg=\"receive failed\" error=\"%s\"", nn_strerror(nn_errno()));
-        }
-        sweep(s);
-        pthread_mutex_unlock(&s->mu);
+        serve_one(s);
     }
-    /* answers are queued in nanomsg: give them time to leave */
-    usleep(300 * 1000);
+    /* Answers are queued in nanomsg: give them time to leave, and go on
+     * answering meanwhile: Polls already in flight when the last job ended
+     * (every streaming client re-polls after each piece) get the job's end,
+     * a new Generate ERR_SHUTTING_DOWN. Until 300 ms pass quietly, 2 s at
+     * most. */
+    for (double t = eyd_now_ms(), quiet = t + 300, hard = t + 2000;
+         (t = eyd_now_ms()) < quiet && t < hard;)
+        if (serve_one(s)) quiet = eyd_now_ms() + 300;
     eyd_engine_join(s);
     eyd_log("msg=stopped");
     pthread_mutex_destroy(&s->mu);

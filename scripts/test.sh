@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: set up, run the whole meson test suite in build/,
-# then the 'unit' and 'model-tiny' suites again in an AddressSanitizer +
+# then the 'unit', 'model-tiny' and 'daemon' suites again in an AddressSanitizer +
 # UndefinedBehaviorSanitizer build (build-asan/: hostile-input tests must be
 # clean there too), and print a closing line "N passed, N failed" over both.
 # A short libFuzzer run (EYRIE_FUZZ_SECONDS per target, default 20) over the
@@ -30,7 +30,7 @@ if [ "${EYRIE_TEST_ASAN:-1}" != 0 ]; then
     if ninja -C build-asan >/dev/null; then
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
             meson test -C build-asan --print-errorlogs --num-processes "$(nproc)" \
-            --suite unit --suite model-tiny || rc=1
+            --suite unit --suite model-tiny --suite daemon || rc=1
         logs+=(build-asan/meson-logs/testlog.json)
     else
         echo "test: sanitizer build failed" >&2
