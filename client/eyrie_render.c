@@ -192,14 +192,10 @@ cJSON *eyc_result_json(const Eyrie__GenerateResult *r)
     const Eyrie__Timings *tm = r->timings;
     double prefill = tm && tm->has_prefill_ms ? tm->prefill_ms : 0;
     double decode = tm && tm->has_decode_ms ? tm->decode_ms : 0;
-    /* decode_tokens_per_s = one-token (or one verify) forward passes after
-     * prefill / decode_ms: plain decoding runs completion - 1 of them, the
-     * speculative loop one per round. */
-    long steps;
-    if (tm && tm->has_decode_steps) steps = tm->decode_steps;
-    else
-    if (r->spec) steps = r->spec->has_rounds ? r->spec->rounds : 0;
-    else steps = ct > 0 ? (long)ct - 1 : 0;
+    /* decode_tokens_per_s = tokens produced after the prefill (the first
+     * one comes from the prefill's logits) per second of decode_ms; with
+     * speculation several per verify pass */
+    long steps = ct > 0 ? (long)ct - 1 : 0;
     cJSON *t = cJSON_AddObjectToObject(o, "timing");
     cJSON_AddNumberToObject(t, "prefill_ms", prefill);
     cJSON_AddNumberToObject(t, "decode_ms", decode);

@@ -105,6 +105,7 @@ typedef struct eyd_server {
     bool abort_all;          /* engine: fail running jobs with SHUTTING_DOWN */
     bool draining;
     double t_start;
+    int last_code;           /* error code of the last answer (tests, fuzzing) */
     eyd_metrics met;
 } eyd_server;
 

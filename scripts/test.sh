@@ -4,7 +4,8 @@
 # UndefinedBehaviorSanitizer build (build-asan/: hostile-input tests must be
 # clean there too), and print a closing line "N passed, N failed" over both.
 # A short libFuzzer run (EYRIE_FUZZ_SECONDS per target, default 20) over the
-# media decoders and the model/tokenizer parsers follows; a crash, leak or
+# media decoders, the model/tokenizer parsers and the daemon's request path
+# follows; a crash, leak or
 # sanitizer report fails the run.
 # Exits non-zero on any failure. EYRIE_TEST_ASAN=0 skips the sanitizer pass,
 # EYRIE_TEST_FUZZ=0 the fuzzing.
@@ -41,6 +42,7 @@ if [ "${EYRIE_TEST_FUZZ:-1}" != 0 ]; then
     secs="${EYRIE_FUZZ_SECONDS:-20}"
     scripts/fuzz-media.sh "$secs" || { echo "test: media fuzzing failed" >&2; extra=$((extra + 1)); }
     scripts/fuzz-loaders.sh "$secs" || { echo "test: loader fuzzing failed" >&2; extra=$((extra + 1)); }
+    scripts/fuzz-daemon.sh "$secs" || { echo "test: daemon request fuzzing failed" >&2; extra=$((extra + 1)); }
 fi
 [ "$extra" -gt 0 ] && rc=1
 python3 scripts/test-summary.py --extra-failed "$extra" "${logs[@]}" || rc=1

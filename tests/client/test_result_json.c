@@ -17,7 +17,9 @@
 #include "eyrie_client.h"
 #include "test.h"
 
-/* daemon/eyrie_cli.c before libeyrie (the --json branch of cmd_generate) */
+/* The --json object as docs/cli.md defines it, built directly from the engine
+ * result (what the CLI printed before libeyrie; decode_tokens_per_s counts the
+ * tokens after the first, so speculative runs are not undercounted). */
 static char *reference_json(const ey_gen_result *res, const ey_spec_stats *sst)
 {
     cJSON *o = cJSON_CreateObject();
@@ -32,7 +34,8 @@ static char *reference_json(const ey_gen_result *res, const ey_spec_stats *sst)
     cJSON_AddNumberToObject(t, "prefill_ms", res->prefill_ms);
     cJSON_AddNumberToObject(t, "decode_ms", res->decode_ms);
     cJSON_AddNumberToObject(t, "decode_tokens_per_s",
-                            res->decode_ms > 0 ? res->decode_steps * 1000.0 / res->decode_ms : 0);
+                            res->decode_ms > 0 && res->n_ids > 0
+                                ? (res->n_ids - 1) * 1000.0 / res->decode_ms : 0);
     if (sst) cJSON_AddItemToObject(o, "spec", ey_spec_stats_json(sst));
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
