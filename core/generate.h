@@ -19,6 +19,8 @@ typedef struct ey_gen_params {
     const char *stop[EY_MAX_STOP]; /* stop strings (not included in the text) */
     int n_stop;
     bool ignore_eos;
+    int max_ctx;           /* context limit of this sequence; 0: the ctx's KV rows
+                            * (the stepper honours it; ey_generate uses the ctx's) */
 } ey_gen_params;
 
 /* Streaming callback: called with each newly final piece of text. */

@@ -655,7 +655,7 @@ ey_err ey_spec_seq_create(ey_ctx *c, ey_eagle3 *d, const ey_spec_opts *so,
         shape(so, &r->K, &r->D, &r->NT);
     }
     if (d && r->K > r->Vd) r->K = r->Vd;
-    r->max_rows = c->kv.n_rows;
+    r->max_rows = gp->max_ctx > 0 && gp->max_ctx < c->kv.n_rows ? gp->max_ctx : c->kv.n_rows;
     r->n_prompt = n_prompt;
     r->dt = (ey_detok){.skip_special = true};
     ey_seq_init(&r->seq, r->max_rows);

@@ -442,6 +442,7 @@ static bool build_job(eyd_server *s, const Eyrie__Generate *g, eyd_job *j, verr 
     }
     j->gp.n_stop = (int)g->n_stop;
     j->gp.ignore_eos = g->has_ignore_eos && g->ignore_eos;
+    j->gp.max_ctx = cf->seq_ctx; /* also sizes the job's draft KV */
     ey_sampling *sp = &j->gp.sampling;
     *sp = ey_sampling_default();
     const Eyrie__Sampling *sm = g->sampling;
