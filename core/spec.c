@@ -447,6 +447,7 @@ static ey_err commit_round(spec_run *r)
     ey_spec_stats *st = r->st;
     st->rounds++;
     st->drafted += n - 1;
+    st->draft_rounds += n > 1;
     st->accepted += m;
     for (int i = 0; i < m && i < EY_SPEC_MAX_DEPTH; i++) st->accepted_at[i]++;
     /* target KV: keep root + accepted path, compacted to L.. (§4.5) */

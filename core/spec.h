@@ -66,6 +66,7 @@ int ey_spec_ctx_rows(const ey_spec_opts *o);
 typedef struct ey_spec_stats {
     const char *method;
     int rounds;            /* verify forwards */
+    int draft_rounds;      /* rounds that verified at least one draft */
     long drafted;          /* draft tokens sent to verification (tree: nodes - root) */
     long accepted;         /* draft tokens accepted */
     double mean_accept_len;/* tau = 1 + accepted / rounds (the +1 is the bonus/correction) */

@@ -62,10 +62,14 @@ static const opt_desc k_opts[] = {
     {"spec-tokens", T_INT, O(spec_tokens), "16", 2, 256, "tree: nodes incl. the root"},
     {"spec-max-batch", T_INT, O(spec_max_batch), "4", 0, 1024,
      "decoding sequences above which drafting is turned off for the step"},
-    {"spec-probe-rounds", T_INT, O(spec_probe_rounds), "8", 1, 1 << 20,
-     "speculative rounds after which a job's acceptance is judged"},
+    {"spec-probe-rounds", T_INT, O(spec_probe_rounds), "4", 1, 1 << 20,
+     "rounds with drafts after which a job's acceptance is judged"},
     {"spec-min-accept-pct", T_INT, O(spec_min_accept_pct), "30", 0, 3200,
      "a job accepting fewer than this many drafts per 100 rounds (tau - 1 in %) stops drafting"},
+    {"spec-probe-jobs", T_INT, O(spec_probe_jobs), "3", 1, 1 << 20,
+     "jobs in a row that stop drafting before drafting is rationed"},
+    {"spec-probe-every", T_INT, O(spec_probe_every), "16", 0, 1 << 20,
+     "while rationed, one job in this many drafts (0: never ration)"},
 };
 #undef O
 enum { N_OPTS = sizeof k_opts / sizeof *k_opts };

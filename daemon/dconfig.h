@@ -40,6 +40,8 @@ typedef struct eyd_config {
     int spec_max_batch;    /* decoding sequences above which drafting is off */
     int spec_probe_rounds; /* rounds before a job's acceptance is judged */
     int spec_min_accept_pct; /* below (tau - 1) * 100 the job stops drafting */
+    int spec_probe_jobs;   /* failed probes in a row before drafting is rationed */
+    int spec_probe_every;  /* then one job in this many drafts */
 } eyd_config;
 
 /* Defaults, then the file named by --config (if any), then the flags.

@@ -16,7 +16,9 @@
  * spec-max-batch decoding sequences a step plans no drafts (budget 1), the
  * rows left are split among the decoders, and a job whose drafts are
  * accepted less than spec-min-accept-pct per 100 rounds after
- * spec-probe-rounds rounds stops drafting (its drafter state is freed). */
+ * spec-probe-rounds rounds with drafts stops drafting (its drafter state is
+ * freed); once spec-probe-jobs jobs in a row did so, only one job in
+ * spec-probe-every drafts at all until a probe succeeds. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +181,17 @@ static void *engine_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         for (int i = 0; i < n_fresh; i++) {
             eyd_job *j = fresh[i];
+            /* after spec-probe-jobs jobs in a row found the drafter useless,
+             * only one job in spec-probe-every probes it again; the others
+             * decode plainly (and report no speculation) */
+            if (j->so.method != EY_SPEC_NONE && s->cfg.spec_probe_every > 0 &&
+                s->spec_fail_streak >= s->cfg.spec_probe_jobs &&
+                s->spec_jobs++ % (unsigned)s->cfg.spec_probe_every != 0) {
+                j->so.method = EY_SPEC_NONE;
+                pthread_mutex_lock(&s->mu);
+                s->met.spec_skipped++;
+                pthread_mutex_unlock(&s->mu);
+            }
             ey_err e = ey_spec_seq_create(s->ctx, j->so.method == EY_SPEC_NONE ? NULL : s->d,
                                           &j->so, j->prompt, j->n_prompt, &j->gp, NULL, NULL,
                                           &j->q);
@@ -277,14 +290,18 @@ static void *engine_main(void *arg)
                 /* a drafter that does not pay off for this job costs more
                  * than it saves: after the probe rounds, plain decoding */
                 const ey_spec_stats *st = ey_spec_seq_stats(j->q);
-                if (st->rounds >= s->cfg.spec_probe_rounds &&
-                    st->accepted * 100 < (long)s->cfg.spec_min_accept_pct * st->rounds) {
-                    ey_spec_seq_drop_drafter(j->q);
+                if (st->draft_rounds == s->cfg.spec_probe_rounds) {
+                    bool bad = st->accepted * 100 <
+                               (long)s->cfg.spec_min_accept_pct * st->draft_rounds;
                     pthread_mutex_lock(&s->mu);
-                    s->met.spec_dropped++;
+                    s->spec_fail_streak = bad ? s->spec_fail_streak + 1 : 0;
+                    if (bad) s->met.spec_dropped++;
                     pthread_mutex_unlock(&s->mu);
-                    eyd_log("job id=%s msg=\"drafting off\" rounds=%d accepted=%ld", j->id,
-                            st->rounds, st->accepted);
+                    if (bad) {
+                        eyd_log("job id=%s msg=\"drafting off\" draft_rounds=%d accepted=%ld",
+                                j->id, st->draft_rounds, st->accepted);
+                        ey_spec_seq_drop_drafter(j->q);
+                    }
                 }
             }
         }

@@ -828,6 +828,9 @@ static void handle_stats(eyd_server *s, void *hdr, const Eyrie__Request *rq)
     }
     metric(&ms, "spec_decode_jobs_stopped_drafting", "jobs whose acceptance was too low to draft",
            C, (double)t->spec_dropped, NULL, NULL);
+    metric(&ms, "spec_decode_jobs_not_drafting",
+           "jobs decoded without drafts because the drafter kept failing its probes", C,
+           (double)t->spec_skipped, NULL, NULL);
     metric(&ms, "engine_steps_total", "batched forward passes", C, (double)t->steps, NULL, NULL);
     metric(&ms, "engine_rows_total", "rows run in batched forwards", C, (double)t->step_rows,
            NULL, NULL);

@@ -75,6 +75,7 @@ typedef struct eyd_metrics {
     uint64_t spec_accepted_pos[EY_SPEC_MAX_DEPTH];
     uint64_t steps, step_rows;
     uint64_t spec_dropped;   /* jobs that stopped drafting (low acceptance) */
+    uint64_t spec_skipped;   /* jobs that did not draft (the drafter kept failing) */
     uint64_t lat_count, lat_bucket[EYD_LAT_BUCKETS];
     double lat_sum;
     /* tokens in the last 10 one-second slots */
@@ -105,6 +106,8 @@ typedef struct eyd_server {
     bool abort_all;          /* engine: fail running jobs with SHUTTING_DOWN */
     bool draining;
     double t_start;
+    int spec_fail_streak;    /* consecutive probes that found the drafter useless */
+    unsigned spec_jobs;      /* engine: jobs considered while the streak is on */
     int last_code;           /* error code of the last answer (tests, fuzzing) */
     eyd_metrics met;
 } eyd_server;

@@ -9,7 +9,8 @@
  * Poll pieces must concatenate to the same text. Then a second daemon with a
  * random EAGLE-3 drafter (--spec-method tree; requests also ask chain and
  * none) must give the plain greedy references too (lossless), with
- * spec_decode_num_drafts > 0 in Stats.
+ * spec_decode_num_drafts > 0 in Stats. A third daemon checks the back-off
+ * from a useless drafter (jobs stop drafting, then drafting is rationed).
  *
  *   test_daemon_load EYRIED MODEL_DIR */
 #include <pthread.h>
@@ -308,6 +309,34 @@ int main(int argc, char **argv)
         eyc_close(c);
     }
     TEST_CHECK_MSG(dt_stop(&s, 20000) == 0, "drafter daemon exit status");
+
+    /* ---- 3. the back-off from a useless (random) drafter: jobs stop
+     * drafting after their probe rounds, then drafting is rationed to one
+     * job in four; answers stay the plain references */
+    g_errors = 0;
+    atomic_store(&g_answered, 0);
+    atomic_store(&g_streamed, 0);
+    dt_proc b;
+    const char *extra3[] = {"--drafter", dpath, "--spec-method", "chain", "--spec-k", "3",
+                            "--spec-probe-rounds", "2", "--spec-probe-jobs", "2",
+                            "--spec-probe-every", "4", NULL};
+    TEST_CHECK(dt_daemon_start(&b, exe, g_model, "backoff", extra3));
+    up = dt_wait_health(&b, 30000);
+    TEST_CHECK(up);
+    if (up) {
+        run_workers(b.url, 1, 24, true);
+        TEST_CHECK_MSG(g_errors == 0, "%d bad answers", g_errors);
+        TEST_CHECK(atomic_load(&g_answered) == 24);
+        eyc_client *c = dt_client(b.url, 10000);
+        double stopped = dt_metric(c, "spec_decode_jobs_stopped_drafting", NULL);
+        double skipped = dt_metric(c, "spec_decode_jobs_not_drafting", NULL);
+        fprintf(stderr, "back-off daemon: %.0f jobs stopped drafting, %.0f did not draft\n",
+                stopped, skipped);
+        TEST_CHECK_MSG(stopped >= 2, "spec_decode_jobs_stopped_drafting = %.0f", stopped);
+        TEST_CHECK_MSG(skipped >= 1, "spec_decode_jobs_not_drafting = %.0f", skipped);
+        eyc_close(c);
+    }
+    TEST_CHECK_MSG(dt_stop(&b, 20000) == 0, "back-off daemon exit status");
 
     for (int i = 0; i < N_SPECS; i++) dr_ref_free(&g_ref[i]);
     ey_ctx_free(ctx);
