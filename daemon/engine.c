@@ -18,7 +18,8 @@
  * accepted less than spec-min-accept-pct per 100 rounds after
  * spec-probe-rounds rounds with drafts stops drafting (its drafter state is
  * freed); once spec-probe-jobs jobs in a row did so, only one job in
- * spec-probe-every drafts at all until a probe succeeds. */
+ * spec-probe-every drafts at all until a probe succeeds; and a job that
+ * starts while more than spec-max-batch sequences run does not draft. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,14 +180,20 @@ static void *engine_main(void *arg)
             fresh[n_fresh++] = j;
         }
         pthread_mutex_unlock(&s->mu);
+        const int running_after = n_run + n_fresh;
         for (int i = 0; i < n_fresh; i++) {
             eyd_job *j = fresh[i];
             /* after spec-probe-jobs jobs in a row found the drafter useless,
              * only one job in spec-probe-every probes it again; the others
-             * decode plainly (and report no speculation) */
-            if (j->so.method != EY_SPEC_NONE && s->cfg.spec_probe_every > 0 &&
-                s->spec_fail_streak >= s->cfg.spec_probe_jobs &&
-                s->spec_jobs++ % (unsigned)s->cfg.spec_probe_every != 0) {
+             * decode plainly (and report no speculation). spec_jobs only
+             * counts while rationing is on. */
+            bool rationed = j->so.method != EY_SPEC_NONE && s->cfg.spec_probe_every > 0 &&
+                            s->spec_fail_streak >= s->cfg.spec_probe_jobs &&
+                            s->spec_jobs++ % (unsigned)s->cfg.spec_probe_every != 0;
+            /* a job that starts in a batch already too large to draft in
+             * would pay for the drafter's state and extends for nothing */
+            bool crowded = running_after > s->cfg.spec_max_batch;
+            if (j->so.method != EY_SPEC_NONE && (rationed || crowded)) {
                 j->so.method = EY_SPEC_NONE;
                 pthread_mutex_lock(&s->mu);
                 s->met.spec_skipped++;
