@@ -324,4 +324,23 @@ static inline eyc_client *dt_client(const char *url, int timeout_ms)
     return c;
 }
 
+/* A long greedy completion of `prompt` (max_tokens, ignore_eos): jobs that
+ * stay running while a test pokes at the daemon. */
+static inline void dt_long_gen(Eyrie__Generate *g, Eyrie__Sampling *s, const char *prompt,
+                               int max_tokens)
+{
+    eyrie__generate__init(g);
+    g->has_task = true;
+    g->task = EYRIE__TASK__TASK_COMPLETE;
+    g->prompt = (char *)prompt;
+    g->has_max_tokens = true;
+    g->max_tokens = max_tokens;
+    g->has_ignore_eos = true;
+    g->ignore_eos = true;
+    eyrie__sampling__init(s);
+    s->has_temperature = true;
+    s->temperature = 0;
+    g->sampling = s;
+}
+
 #endif

@@ -134,18 +134,7 @@ static void chat1_init(chat1 *c, const char *text, int max_tokens)
 /* A long greedy completion (max LONG_TOKENS tokens, ignore_eos). */
 static void long_gen(Eyrie__Generate *g, Eyrie__Sampling *s)
 {
-    eyrie__generate__init(g);
-    g->has_task = true;
-    g->task = EYRIE__TASK__TASK_COMPLETE;
-    g->prompt = "Once upon a time";
-    g->has_max_tokens = true;
-    g->max_tokens = LONG_TOKENS;
-    g->has_ignore_eos = true;
-    g->ignore_eos = true;
-    eyrie__sampling__init(s);
-    s->has_temperature = true;
-    s->temperature = 0;
-    g->sampling = s;
+    dt_long_gen(g, s, "Once upon a time", LONG_TOKENS);
 }
 
 static int gen_code(const Eyrie__Generate *g, const char *id)

@@ -25,18 +25,7 @@ static atomic_bool g_stop_loopers;
 
 static void long_gen(Eyrie__Generate *g, Eyrie__Sampling *s, int max_tokens)
 {
-    eyrie__generate__init(g);
-    g->has_task = true;
-    g->task = EYRIE__TASK__TASK_COMPLETE;
-    g->prompt = "The history of the world, in a great many words:";
-    g->has_max_tokens = true;
-    g->max_tokens = max_tokens;
-    g->has_ignore_eos = true;
-    g->ignore_eos = true;
-    eyrie__sampling__init(s);
-    s->has_temperature = true;
-    s->temperature = 0;
-    g->sampling = s;
+    dt_long_gen(g, s, "The history of the world, in a great many words:", max_tokens);
 }
 
 static void count(int rc, const char *what, eyc_client *c)
