@@ -125,7 +125,15 @@ int ey_sampler_dist(ey_sampler *s, float *logits, const int32_t *history, int n_
     int n = 0;
     /* candidate set: top-k by a bounded insertion (k small) or all tokens */
     int k = s->p.top_k > 0 && s->p.top_k < V ? s->p.top_k : V;
-    if (k < V) {
+    if (k < V && k > 64) {
+        /* large k: one O(V log V) sort instead of O(V k) insertions (same
+         * order: logit descending, ties by id ascending) */
+        cand *cs = s->sort_buf;
+        for (int i = 0; i < V; i++) cs[i] = (cand){logits[i], i};
+        qsort(cs, (size_t)V, sizeof *cs, cand_cmp);
+        for (int i = 0; i < k; i++) s->idx[i] = cs[i].i;
+        n = k;
+    } else if (k < V) {
         /* keep the k largest logits in idx[0..n) sorted descending */
         for (int i = 0; i < V; i++) {
             float v = logits[i];

@@ -157,7 +157,7 @@ static void *engine_main(void *arg)
         /* ---- 1. admission */
         int n_fresh = 0;
         pthread_mutex_lock(&s->mu);
-        while (!s->engine_stop && !s->abort_all && !s->q_head && n_run == 0)
+        while (!s->engine_stop && !s->q_head && n_run == 0)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->engine_stop && !s->q_head && n_run == 0) {
             pthread_mutex_unlock(&s->mu);
@@ -244,6 +244,7 @@ static void *engine_main(void *arg)
         memset(gone, 0, (size_t)n_run * sizeof *gone);
         for (int pass = 0; pass < 2; pass++)
             for (int i = 0; i < n_run; i++) {
+                if (gone[i]) continue; /* its plan failed in pass 0: ended */
                 eyd_job *j = run[i];
                 bool dec = ey_spec_seq_generated(j->q) > 0;
                 if ((pass == 0) != dec) continue;

@@ -128,9 +128,11 @@ void eyd_send(eyd_server *s, void *hdr, Eyrie__Response *r)
     struct nn_msghdr h = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
                           .msg_controllen = NN_MSG};
     if (nn_sendmsg(s->sock, &h, NN_DONTWAIT) < 0) {
-        /* the peer is gone or the pipe is full: the client will resend */
+        /* only on a closing socket (raw REP drops replies to gone peers and
+         * full pipes itself). nanomsg 1.1 may already have taken the header
+         * chunk at this point, so only the body is freed here: at worst a
+         * header leaks, never a double free. */
         nn_freemsg(msg);
-        nn_freemsg(hdr);
     }
 }
 
@@ -246,9 +248,19 @@ static void send_poll(eyd_server *s, eyd_job *j, void *hdr, const char *req_id, 
     eyd_send(s, hdr, &r);
 }
 
+#define EYD_MAX_WAITERS_PER_JOB 64
+#define EYD_MAX_POLLS 65536
+
 static void add_waiter(eyd_server *s, eyd_job *j, void *hdr, const char *req_id,
                        eyd_wait_kind kind, uint64_t after, double until)
 {
+    int nw = 0;
+    for (const eyd_waiter *x = j->waiters; x; x = x->next) nw++;
+    if (nw >= EYD_MAX_WAITERS_PER_JOB || (kind == W_POLL && s->n_polls >= EYD_MAX_POLLS)) {
+        eyd_send_error(s, hdr, req_id, EYRIE__ERROR_CODE__ERR_BUSY,
+                       "too many requests waiting on job '%s'", j->id);
+        return;
+    }
     eyd_waiter *w = calloc(1, sizeof *w);
     if (!w) {
         eyd_send_error(s, hdr, req_id, EYRIE__ERROR_CODE__ERR_BUSY, "no memory");
@@ -286,8 +298,11 @@ void eyd_job_finished(eyd_server *s, eyd_job *j)
     double lat = (j->done_at - j->t_arrive) / 1000.0;
     static const double le[EYD_LAT_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1, 2.5,
                                                    5,    10,  30,   60,  120};
-    for (int i = 0; i < EYD_LAT_BUCKETS; i++)
-        if (i == EYD_LAT_BUCKETS - 1 || lat <= le[i]) m->lat_bucket[i]++;
+    for (int i = 0; i < EYD_LAT_BUCKETS; i++) /* per-bucket counts: Stats sums them */
+        if (i == EYD_LAT_BUCKETS - 1 || lat <= le[i]) {
+            m->lat_bucket[i]++;
+            break;
+        }
     m->lat_count++;
     m->lat_sum += lat;
     /* prompt and stop strings are no longer needed */

@@ -83,8 +83,45 @@ static void check_dist(ey_sampling p, unsigned seed)
     ey_sampler_free(&s);
 }
 
+/* top-k on a larger vocabulary: the sort path (k > 64) and the insertion
+ * path (k <= 64) keep the same order (logit descending, ties by id). */
+static void check_large_topk(void)
+{
+    enum { BV = 4096 };
+    static float lg[BV], work[BV];
+    srand(11);
+    for (int i = 0; i < BV; i++) lg[i] = (float)(rand() % 300) / 30.0f; /* many ties */
+    ey_sampling p = ey_sampling_default();
+    p.temperature = 1.0f, p.top_p = 1.0f, p.min_p = 0;
+    int32_t big[1000], small[50];
+    for (int pass = 0; pass < 2; pass++) {
+        p.top_k = pass ? 50 : 1000;
+        ey_sampler s;
+        TEST_CHECK(ey_sampler_init(&s, &p, BV) == EY_OK);
+        memcpy(work, lg, sizeof lg);
+        int n = ey_sampler_dist(&s, work, NULL, 0);
+        TEST_CHECK(n == p.top_k);
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += s.prob[i];
+        TEST_CHECK(fabs(sum - 1.0) < 1e-5);
+        for (int i = 1; i < n; i++)
+            TEST_CHECK_MSG(lg[s.idx[i - 1]] > lg[s.idx[i]] ||
+                               (lg[s.idx[i - 1]] == lg[s.idx[i]] && s.idx[i - 1] < s.idx[i]),
+                           "top-%d order broken at %d", p.top_k, i);
+        memcpy(pass ? small : big, s.idx, (size_t)n * sizeof *s.idx);
+        ey_sampler_free(&s);
+    }
+    TEST_CHECK_MSG(!memcmp(big, small, sizeof small), "top-50 is not a prefix of top-1000");
+    /* nothing outside the top-1000 beats its last member */
+    float last = lg[big[999]];
+    int above = 0;
+    for (int i = 0; i < BV; i++) above += lg[i] > last;
+    TEST_CHECK(above <= 1000);
+}
+
 int main(void)
 {
+    check_large_topk();
     float logits[V];
     ey_sampling p = ey_sampling_default();
     /* greedy */
