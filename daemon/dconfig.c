@@ -48,7 +48,7 @@ static const opt_desc k_opts[] = {
     {"max-messages", T_INT, O(max_messages), "256", 1, 1 << 16, "chat messages in one request"},
     {"max-tokens-limit", T_INT, O(max_tokens_limit), "8192", 1, 1 << 22,
      "largest max_tokens a request may ask"},
-    {"result-ttl-s", T_INT, O(result_ttl_s), "300", 0, 86400 * 7,
+    {"result-ttl-s", T_INT, O(result_ttl_s), "300", 1, 86400 * 7,
      "how long finished results answer repeated ids and polls"},
     {"max-results", T_INT, O(max_results), "4096", 16, 1 << 22, "finished results kept at most"},
     {"grace-s", T_INT, O(grace_s), "30", 0, 3600,

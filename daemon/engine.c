@@ -21,6 +21,7 @@
  * spec-probe-every drafts at all until a probe succeeds; and a job that
  * starts while more than spec-max-batch sequences run does not draft. */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -336,7 +337,13 @@ static void *engine_main(void *arg)
 int eyd_engine_start(eyd_server *s)
 {
     if (s->cfg.max_running > 1024) return -1;
-    return pthread_create(&s->engine, NULL, engine_main, s);
+    /* signals belong to the main thread: the engine never sees them */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&s->engine, NULL, engine_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 void eyd_engine_join(eyd_server *s)
