@@ -359,6 +359,7 @@ static int generate_remote(const remote_args *ra, int o_model, const int bits[14
                 rc = remote_fail(c, code);
             } else {
                 putchar('\n');
+                fflush(stdout);
                 if (r->poll->result->spec) print_spec_line(r->poll->result->spec);
                 rc = 0;
             }
@@ -877,6 +878,7 @@ static int cmd_generate(int argc, char **argv)
         if (prc) goto out;
     } else {
         putchar('\n');
+        fflush(stdout); /* the text, then the stats line on stderr */
         if (dm)
             fprintf(stderr, "spec %s: tau %.2f, %ld/%ld drafts accepted in %d rounds\n",
                     sst.method, sst.mean_accept_len, (long)sst.accepted, (long)sst.drafted,
