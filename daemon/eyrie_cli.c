@@ -27,6 +27,7 @@
 #include "../kernels/ey_backend.h"
 #include "../modalities/media_cli.h"
 #include "eyrie_client.h"
+#include "gen_data.h"
 #include "result_pb.h"
 
 #define DEFAULT_MODEL_NAME "smollm2-135m-instruct-q4_1.gguf"
@@ -84,6 +85,8 @@ static void usage_main(FILE *f)
                "  models         models --url URL [--json]: the daemon's models\n"
                "  cancel         cancel --url URL JOB_ID: stop a daemon job\n"
                "  drafter-init   write a random EAGLE-3 drafter (eyrie drafter-init --help)\n"
+               "  gen-data       regenerate the assistant turns of a JSONL conversation file\n"
+               "                 with the model (drafter training data; eyrie gen-data --help)\n"
                "  probe          decode an image or audio file and print what was found\n"
                "                 probe FILE [--json] [--vision qwen2vl|qwen3vl] [--max-pixels N]\n"
                "                       [--n-mels 80|128]\n"
@@ -905,6 +908,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "drafter-init")) return ey_cli_drafter_init(argc - 1, argv + 1);
+    if (!strcmp(cmd, "gen-data")) {
+        char *def = default_model_path();
+        int rc = ey_cli_gen_data(argc - 1, argv + 1, def);
+        free(def);
+        return rc;
+    }
     if (!strcmp(cmd, "probe")) return ey_cli_probe(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert-audio")) return ey_cli_convert_audio(argc - 1, argv + 1);
     if (!strcmp(cmd, "stats")) return cmd_stats(argc - 1, argv + 1);
