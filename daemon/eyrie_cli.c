@@ -28,6 +28,7 @@
 #include "../modalities/media_cli.h"
 #include "eyrie_client.h"
 #include "gen_data.h"
+#include "token_freq.h"
 #include "result_pb.h"
 
 #define DEFAULT_MODEL_NAME "smollm2-135m-instruct-q4_1.gguf"
@@ -87,6 +88,8 @@ static void usage_main(FILE *f)
                "  drafter-init   write a random EAGLE-3 drafter (eyrie drafter-init --help)\n"
                "  gen-data       regenerate the assistant turns of a JSONL conversation file\n"
                "                 with the model (drafter training data; eyrie gen-data --help)\n"
+               "  token-freq     target-token frequencies over the assistant tokens of a JSONL\n"
+               "                 conversation file (drafter-init --freq; eyrie token-freq --help)\n"
                "  probe          decode an image or audio file and print what was found\n"
                "                 probe FILE [--json] [--vision qwen2vl|qwen3vl] [--max-pixels N]\n"
                "                       [--n-mels 80|128]\n"
@@ -911,6 +914,12 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "gen-data")) {
         char *def = default_model_path();
         int rc = ey_cli_gen_data(argc - 1, argv + 1, def);
+        free(def);
+        return rc;
+    }
+    if (!strcmp(cmd, "token-freq")) {
+        char *def = default_model_path();
+        int rc = ey_cli_token_freq(argc - 1, argv + 1, def);
         free(def);
         return rc;
     }

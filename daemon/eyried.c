@@ -1145,7 +1145,7 @@ static int setup(eyd_server *s)
     }
     for (int i = 0; i < c->n_listen; i++) {
         const char *u = c->listen[i];
-        if (!strncmp(u, "ipc://", 6) && strlen(u + 6) >= 108) {
+        if (!strncmp(u, "ipc://", 6) && strlen(u) >= 6 + 108) {
             fprintf(stderr, "eyried: ipc path of %s is longer than 107 bytes\n", u);
             return 2;
         }

@@ -39,6 +39,7 @@
 #include "../core/model.h"
 #include "../core/spec.h"
 #include "../kernels/ey_backend.h"
+#include "convo_jsonl.h"
 
 #define GD_ROWS 512 /* rows of one batched forward (the ctx's max_batch) */
 
@@ -110,55 +111,6 @@ static bool parse_u64(const char *s, uint64_t *out)
 }
 
 /* ------------------------------------------------------------ utilities */
-
-/* Well-formed UTF-8 (Unicode table 3-7); each ill-formed piece (its maximal
- * subpart) becomes U+FFFD, as Python's errors="replace" does; NUL bytes are
- * dropped (JSON strings here are C strings). Returns a malloc'ed string. */
-static char *utf8_clean(const char *s, size_t n)
-{
-    char *o = malloc(n * 3 + 1);
-    if (!o) return NULL;
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, k = 0;
-    while (i < n) {
-        unsigned b = u[i];
-        if (b < 0x80) {
-            if (b) o[k++] = (char)b;
-            i++;
-            continue;
-        }
-        int len = 0;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (b >= 0xC2 && b <= 0xDF) len = 2;
-        else if (b >= 0xE0 && b <= 0xEF) {
-            len = 3;
-            if (b == 0xE0) lo = 0xA0;
-            if (b == 0xED) hi = 0x9F;
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            len = 4;
-            if (b == 0xF0) lo = 0x90;
-            if (b == 0xF4) hi = 0x8F;
-        }
-        int j = 1;
-        if (len) {
-            for (; j < len && i + j < n; j++) {
-                unsigned c = u[i + j];
-                unsigned l = j == 1 ? lo : 0x80, h = j == 1 ? hi : 0xBF;
-                if (c < l || c > h) break;
-            }
-        }
-        if (len && j == len) {
-            memcpy(o + k, s + i, (size_t)len);
-            k += (size_t)len;
-        } else {
-            memcpy(o + k, "\xEF\xBF\xBD", 3);
-            k += 3;
-        }
-        i += (size_t)j;
-    }
-    o[k] = 0;
-    return o;
-}
 
 /* Set of strings (ids) with an int each (a line number). */
 typedef struct strset {
@@ -274,137 +226,29 @@ static void conv_free(conv *c)
     free(c);
 }
 
-static const char *map_role(const char *r, bool sharegpt)
-{
-    if (!strcmp(r, "system")) return "system";
-    if (!strcmp(r, "tool")) return "tool";
-    if (!strcmp(r, "user") || (sharegpt && !strcmp(r, "human"))) return "user";
-    if (!strcmp(r, "assistant") || (sharegpt && !strcmp(r, "gpt"))) return "assistant";
-    if (!sharegpt && !strcmp(r, "developer")) return "system";
-    return NULL;
-}
-
-/* OpenAI content: a string, or an array of {"type": "text", "text": ...}. */
-static char *message_text(const cJSON *v, char *err, size_t en, int i)
-{
-    if (cJSON_IsString(v)) return strdup(v->valuestring);
-    if (!cJSON_IsArray(v)) {
-        snprintf(err, en, "message %d: content is not a string", i);
-        return NULL;
-    }
-    size_t len = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, v) {
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(p, "type");
-        const cJSON *tx = cJSON_GetObjectItemCaseSensitive(p, "text");
-        if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "text") || !cJSON_IsString(tx)) {
-            snprintf(err, en, "message %d: only text content parts are supported", i);
-            return NULL;
-        }
-        len += strlen(tx->valuestring);
-    }
-    char *s = malloc(len + 1);
-    if (!s) return NULL;
-    size_t k = 0;
-    cJSON_ArrayForEach(p, v) {
-        const char *t = cJSON_GetObjectItemCaseSensitive(p, "text")->valuestring;
-        size_t l = strlen(t);
-        memcpy(s + k, t, l);
-        k += l;
-    }
-    s[k] = 0;
-    return s;
-}
-
 /* Parse one input line; NULL with err set when it is not a usable
  * conversation (or on no memory: err says so). */
 static conv *conv_parse(const char *line, int line_no, char *err, size_t en)
 {
-    conv *c = NULL;
-    int n = 0;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(line, &end, true);
-    if (!root) {
-        snprintf(err, en, "not valid JSON (near byte %ld)", end ? (long)(end - line) + 1 : 0L);
+    ey_jsonl_conv jc;
+    /* one more slot: a final assistant turn */
+    if (!ey_jsonl_conv_parse(line, 1, &jc, err, en)) return NULL;
+    const int n = jc.n_msg;
+    conv *c = calloc(1, sizeof *c);
+    if (!c) {
+        ey_jsonl_conv_free(&jc, n + 1);
+        snprintf(err, en, "no memory");
         return NULL;
     }
-    if (!cJSON_IsObject(root)) {
-        snprintf(err, en, "not a JSON object");
-        goto bad;
-    }
-    bool sharegpt = false;
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "messages");
-    if (!arr) {
-        arr = cJSON_GetObjectItemCaseSensitive(root, "conversations");
-        sharegpt = true;
-    }
-    if (!cJSON_IsArray(arr)) {
-        snprintf(err, en, arr ? "\"%s\" is not an array"
-                              : "no \"messages\" or \"conversations\" array",
-                 sharegpt ? "conversations" : "messages");
-        goto bad;
-    }
-    n = cJSON_GetArraySize(arr);
-    if (n < 1) {
-        snprintf(err, en, "empty conversation");
-        goto bad;
-    }
-    if (n > 100000) {
-        snprintf(err, en, "more than 100000 messages");
-        goto bad;
-    }
-    if (!(c = calloc(1, sizeof *c))) goto nomem;
     c->line_no = line_no;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-    if (id && !cJSON_IsString(id) && !cJSON_IsNumber(id)) {
-        snprintf(err, en, "\"id\" is not a string or a number");
-        goto bad;
-    }
-    c->id = id ? cJSON_Duplicate(id, false) : cJSON_CreateNumber(line_no);
+    c->n_msg = n + 1; /* every content slot, until the turns are known */
+    c->role = jc.role;
+    c->content = jc.content;
+    c->id = jc.id ? jc.id : cJSON_CreateNumber(line_no);
     if (!c->id || !(c->id_key = cJSON_PrintUnformatted(c->id))) goto nomem;
-    /* one more slot: a final assistant turn */
-    c->role = calloc((size_t)n + 1, sizeof *c->role);
-    c->content = calloc((size_t)n + 1, sizeof *c->content);
-    c->turn = calloc((size_t)n + 1, sizeof *c->turn);
-    if (!c->role || !c->content || !c->turn) goto nomem;
-    const cJSON *msg;
-    int i = 0;
-    cJSON_ArrayForEach(msg, arr) {
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, sharegpt ? "from" : "role");
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg, sharegpt ? "value" : "content");
-        if (!cJSON_IsObject(msg)) {
-            snprintf(err, en, "message %d is not an object", i);
-            goto bad;
-        }
-        if (!cJSON_IsString(r)) {
-            snprintf(err, en, "message %d: no \"%s\" string", i, sharegpt ? "from" : "role");
-            goto bad;
-        }
-        if (!(c->role[i] = map_role(r->valuestring, sharegpt))) {
-            snprintf(err, en, "message %d: unknown %s \"%.40s\" (%s)", i,
-                     sharegpt ? "from" : "role", r->valuestring,
-                     sharegpt ? "human, gpt, system, tool" : "system, user, assistant, tool");
-            goto bad;
-        }
-        char *t;
-        if (sharegpt) {
-            if (!cJSON_IsString(v)) {
-                snprintf(err, en, "message %d: \"value\" is not a string", i);
-                goto bad;
-            }
-            t = strdup(v->valuestring);
-        } else {
-            err[0] = 0;
-            t = message_text(v, err, en, i);
-            if (!t && err[0]) goto bad;
-        }
-        if (!t) goto nomem;
-        c->content[i] = utf8_clean(t, strlen(t));
-        free(t);
-        if (!c->content[i]) goto nomem;
+    if (!(c->turn = calloc((size_t)n + 1, sizeof *c->turn))) goto nomem;
+    for (int i = 0; i < n; i++)
         if (!strcmp(c->role[i], "assistant")) c->turn[c->n_turn++] = i;
-        i++;
-    }
     c->n_msg = n;
     const char *last = c->role[n - 1];
     if (!strcmp(last, "user") || !strcmp(last, "tool")) {
@@ -421,14 +265,12 @@ static conv *conv_parse(const char *line, int line_no, char *err, size_t en)
     c->t_completion = calloc((size_t)c->n_turn, sizeof *c->t_completion);
     c->t_finish = calloc((size_t)c->n_turn, sizeof *c->t_finish);
     if (!c->t_prompt || !c->t_completion || !c->t_finish) goto nomem;
-    cJSON_Delete(root);
     return c;
 nomem:
     snprintf(err, en, "no memory");
 bad:
-    if (c && !c->n_msg) c->n_msg = n + 1; /* free every content slot */
+    c->n_msg = n + 1; /* free every content slot */
     conv_free(c);
-    cJSON_Delete(root);
     return NULL;
 }
 
@@ -572,7 +414,7 @@ static ey_err finish_turn(conv *c)
     c->q = NULL;
     if (e) return e;
     int mi = c->turn[c->cur];
-    char *t = utf8_clean(res.text, res.text_len);
+    char *t = ey_utf8_clean(res.text, res.text_len);
     if (!t) {
         ey_gen_result_free(&res);
         return ey_err_set(EY_ERR_NOMEM, "no memory");
