@@ -1,6 +1,8 @@
 /* eyrie — `eyrie drafter-init` and the JSON form of the spec statistics. */
 #include "spec_cli.h"
 
+#include "../common/ey_args.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -28,16 +30,6 @@ static void usage(FILE *f)
         "  --layout L         eagle (default) | specforge | speculators | angelslim\n"
         "  --dtype T          bf16 (default) | f16 | f32\n"
         "  --n-ff N           draft MLP width (default: the target's)\n");
-}
-
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
 }
 
 bool ey_spec_method_parse(const char *s, ey_spec_method *m)
@@ -70,7 +62,7 @@ int ey_cli_drafter_init(int argc, char **argv)
         case O_TARGET: target = optarg; break;
         case O_OUT: out = optarg; break;
         case O_VOCAB:
-            ok = parse_long(optarg, 1, EY_MAX_VOCAB, &v);
+            ok = ey_arg_long(optarg, 1, EY_MAX_VOCAB, &v);
             io.draft_vocab = (int)v;
             break;
         case O_FREQ: io.freq_path = optarg; break;
@@ -96,7 +88,7 @@ int ey_cli_drafter_init(int argc, char **argv)
             else ok = false;
             break;
         case O_NFF:
-            ok = parse_long(optarg, 1, EY_MAX_FF, &v);
+            ok = ey_arg_long(optarg, 1, EY_MAX_FF, &v);
             io.n_ff = (int)v;
             break;
         case O_HELP: usage(stdout); return 0;

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/ey_args.h"
 #include "../core/generate.h"
 #include "../core/model.h"
 #include "../core/spec_cli.h"
@@ -95,37 +96,6 @@ static void usage_main(FILE *f)
                "                       [--n-mels 80|128]\n"
                "  convert-audio  convert-audio IN OUT.{wav,flac,opus,ogg,mp3} [--rate HZ]\n"
                "                       [--bitrate BPS]\n");
-}
-
-static bool parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
-}
-
-static bool parse_float(const char *s, float *out)
-{
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (*s == '-') return false;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end) return false;
-    *out = v;
-    return true;
 }
 
 static char *default_model_path(void)
@@ -402,7 +372,7 @@ static int parse_simple(int argc, char **argv, const char *usage, bool allow_pro
         switch (o) {
         case S_URL: a->url = optarg; break;
         case S_TIMEOUT:
-            if (!parse_int(optarg, 1, INT_MAX, &a->timeout_ms)) {
+            if (!ey_arg_int(optarg, 1, INT_MAX, &a->timeout_ms)) {
                 fprintf(stderr, "eyrie %s: bad value '%s' for --timeout\n%s", argv[0], optarg,
                         usage);
                 return 2;
@@ -703,21 +673,21 @@ static int cmd_generate(int argc, char **argv)
         case O_PROMPT: prompt = optarg; break;
         case O_CHAT: chat = optarg; break;
         case O_SYSTEM: system = optarg; break;
-        case O_MAXTOK: ok = parse_int(optarg, 1, 1 << 20, &gp.max_tokens); break;
-        case O_TEMP: ok = parse_float(optarg, &gp.sampling.temperature); break;
-        case O_TOPK: ok = parse_int(optarg, 0, INT_MAX, &gp.sampling.top_k); break;
-        case O_TOPP: ok = parse_float(optarg, &gp.sampling.top_p); break;
-        case O_MINP: ok = parse_float(optarg, &gp.sampling.min_p); break;
-        case O_REP: ok = parse_float(optarg, &gp.sampling.repeat_penalty); break;
-        case O_REPN: ok = parse_int(optarg, -1, INT_MAX, &gp.sampling.repeat_last_n); break;
-        case O_SEED: ok = parse_u64(optarg, &gp.sampling.seed); break;
+        case O_MAXTOK: ok = ey_arg_int(optarg, 1, 1 << 20, &gp.max_tokens); break;
+        case O_TEMP: ok = ey_arg_float(optarg, &gp.sampling.temperature); break;
+        case O_TOPK: ok = ey_arg_int(optarg, 0, INT_MAX, &gp.sampling.top_k); break;
+        case O_TOPP: ok = ey_arg_float(optarg, &gp.sampling.top_p); break;
+        case O_MINP: ok = ey_arg_float(optarg, &gp.sampling.min_p); break;
+        case O_REP: ok = ey_arg_float(optarg, &gp.sampling.repeat_penalty); break;
+        case O_REPN: ok = ey_arg_int(optarg, -1, INT_MAX, &gp.sampling.repeat_last_n); break;
+        case O_SEED: ok = ey_arg_u64(optarg, &gp.sampling.seed); break;
         case O_STOP:
             ok = gp.n_stop < EY_MAX_STOP && *optarg && strlen(optarg) <= EY_MAX_STOP_LEN;
             if (ok) gp.stop[gp.n_stop++] = optarg;
             break;
         case O_IGNEOS: gp.ignore_eos = true; break;
-        case O_THREADS: ok = parse_int(optarg, 1, 1024, &threads); break;
-        case O_CTX: ok = parse_int(optarg, 16, 1 << 20, &n_ctx); break;
+        case O_THREADS: ok = ey_arg_int(optarg, 1, 1024, &threads); break;
+        case O_CTX: ok = ey_arg_int(optarg, 16, 1 << 20, &n_ctx); break;
         case O_DEVICE: device = optarg; break;
         case O_JSON: json = true; break;
         case O_HELP: usage_generate(stdout); return 0;
@@ -726,13 +696,13 @@ static int cmd_generate(int argc, char **argv)
             ok = ey_spec_method_parse(optarg, &so.method);
             method_set = true;
             break;
-        case O_SPEC_K: ok = parse_int(optarg, 1, EY_SPEC_MAX_DEPTH, &so.k); break;
-        case O_SPEC_TOPK: ok = parse_int(optarg, 1, EY_SPEC_MAX_TOPK, &so.top_k); break;
-        case O_SPEC_DEPTH: ok = parse_int(optarg, 1, EY_SPEC_MAX_DEPTH, &so.depth); break;
-        case O_SPEC_TOKENS: ok = parse_int(optarg, 2, EY_SPEC_MAX_NODES, &so.total_tokens); break;
+        case O_SPEC_K: ok = ey_arg_int(optarg, 1, EY_SPEC_MAX_DEPTH, &so.k); break;
+        case O_SPEC_TOPK: ok = ey_arg_int(optarg, 1, EY_SPEC_MAX_TOPK, &so.top_k); break;
+        case O_SPEC_DEPTH: ok = ey_arg_int(optarg, 1, EY_SPEC_MAX_DEPTH, &so.depth); break;
+        case O_SPEC_TOKENS: ok = ey_arg_int(optarg, 2, EY_SPEC_MAX_NODES, &so.total_tokens); break;
         case O_URL: ra.url = optarg; ok = *optarg != 0; break;
-        case O_TIMEOUT: ok = parse_int(optarg, 1, INT_MAX, &ra.timeout_ms); break;
-        case O_DEADLINE: ok = parse_int(optarg, 1, INT_MAX, &ra.deadline_ms); break;
+        case O_TIMEOUT: ok = ey_arg_int(optarg, 1, INT_MAX, &ra.timeout_ms); break;
+        case O_DEADLINE: ok = ey_arg_int(optarg, 1, INT_MAX, &ra.deadline_ms); break;
         case O_ID: ra.id = optarg; ok = *optarg && strlen(optarg) <= EYC_ID_MAX; break;
         default:
             fprintf(stderr, "eyrie generate: unknown or incomplete option '%s'\n",
@@ -813,7 +783,7 @@ static int cmd_generate(int argc, char **argv)
         e = ey_backend_cpu_create(threads, &be);
     } else if (!strncmp(device, "cuda", 4)) {
         int dev = 0;
-        if (device[4] == ':' && !parse_int(device + 5, 0, 64, &dev)) {
+        if (device[4] == ':' && !ey_arg_int(device + 5, 0, 64, &dev)) {
             fprintf(stderr, "eyrie generate: bad device '%s'\n", device);
             return 2;
         }

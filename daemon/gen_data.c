@@ -19,6 +19,7 @@
  * ey_generate over the same prompt (greedy, or sampled with the same seed).
  * A finished conversation is appended to --out as one line and flushed;
  * a newly read one takes its place (continuous batching). */
+#include "../common/ey_args.h"
 #include "gen_data.h"
 
 #include <cjson/cJSON.h>
@@ -77,37 +78,6 @@ static void usage(FILE *f)
         "Exit 0 when every conversation was processed (bad input lines and conversations\n"
         "that do not fit --ctx are reported and counted, not written); 1 runtime error;\n"
         "2 bad arguments; 130 interrupted (rerun the same command to resume).\n");
-}
-
-static bool parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
-}
-
-static bool parse_float(const char *s, float *out)
-{
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (*s == '-') return false;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end) return false;
-    *out = v;
-    return true;
 }
 
 /* ------------------------------------------------------------ utilities */
@@ -692,18 +662,18 @@ int ey_cli_gen_data(int argc, char **argv, const char *default_model)
         case O_MODEL: model = optarg; break;
         case O_PROMPTS: in_path = optarg; break;
         case O_OUT: out_path = optarg; break;
-        case O_MAXTOK: ok = parse_int(optarg, 1, 1 << 20, &gp.max_tokens); break;
-        case O_TEMP: ok = parse_float(optarg, &gp.sampling.temperature); break;
-        case O_TOPK: ok = parse_int(optarg, 0, INT_MAX, &gp.sampling.top_k); break;
-        case O_TOPP: ok = parse_float(optarg, &gp.sampling.top_p); break;
-        case O_MINP: ok = parse_float(optarg, &gp.sampling.min_p); break;
-        case O_REP: ok = parse_float(optarg, &gp.sampling.repeat_penalty); break;
-        case O_REPN: ok = parse_int(optarg, -1, INT_MAX, &gp.sampling.repeat_last_n); break;
-        case O_SEED: ok = parse_u64(optarg, &gp.sampling.seed); break;
-        case O_BATCH: ok = parse_int(optarg, 1, GD_ROWS, &batch); break;
-        case O_CTX: ok = parse_int(optarg, 16, 1 << 20, &n_ctx); break;
-        case O_LIMIT: ok = parse_int(optarg, 1, INT_MAX, &limit); break;
-        case O_THREADS: ok = parse_int(optarg, 1, 1024, &threads); break;
+        case O_MAXTOK: ok = ey_arg_int(optarg, 1, 1 << 20, &gp.max_tokens); break;
+        case O_TEMP: ok = ey_arg_float(optarg, &gp.sampling.temperature); break;
+        case O_TOPK: ok = ey_arg_int(optarg, 0, INT_MAX, &gp.sampling.top_k); break;
+        case O_TOPP: ok = ey_arg_float(optarg, &gp.sampling.top_p); break;
+        case O_MINP: ok = ey_arg_float(optarg, &gp.sampling.min_p); break;
+        case O_REP: ok = ey_arg_float(optarg, &gp.sampling.repeat_penalty); break;
+        case O_REPN: ok = ey_arg_int(optarg, -1, INT_MAX, &gp.sampling.repeat_last_n); break;
+        case O_SEED: ok = ey_arg_u64(optarg, &gp.sampling.seed); break;
+        case O_BATCH: ok = ey_arg_int(optarg, 1, GD_ROWS, &batch); break;
+        case O_CTX: ok = ey_arg_int(optarg, 16, 1 << 20, &n_ctx); break;
+        case O_LIMIT: ok = ey_arg_int(optarg, 1, INT_MAX, &limit); break;
+        case O_THREADS: ok = ey_arg_int(optarg, 1, 1024, &threads); break;
         case O_DEVICE: device = optarg; break;
         case O_HELP: usage(stdout); return 0;
         default:
@@ -737,7 +707,7 @@ int ey_cli_gen_data(int argc, char **argv, const char *default_model)
     bool cuda = false;
     if (!strncmp(device, "cuda", 4) && (!device[4] || device[4] == ':')) {
         cuda = true;
-        if (device[4] == ':' && !parse_int(device + 5, 0, 64, &dev)) {
+        if (device[4] == ':' && !ey_arg_int(device + 5, 0, 64, &dev)) {
             fprintf(stderr, "eyrie gen-data: bad device '%s'\n", device);
             return 2;
         }

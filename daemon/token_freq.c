@@ -8,6 +8,7 @@
  * "id count" a line, by count descending and then id ascending: the order
  * in which drafter-init picks the draft vocabulary (which pads with
  * zero-count ids when fewer than --draft-vocab distinct ids occur). */
+#include "../common/ey_args.h"
 #include "token_freq.h"
 
 #include <getopt.h>
@@ -48,15 +49,6 @@ static void usage(FILE *f)
         "(conversations, masked tokens, distinct ids) go to stderr.\n");
 }
 
-static bool parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
-}
-
 static const int64_t *g_cnt;
 
 /* count descending, then id ascending */
@@ -85,7 +77,7 @@ int ey_cli_token_freq(int argc, char **argv, const char *default_model)
         case O_DATA: in_path = optarg; break;
         case O_OUT: out_path = optarg; break;
         case O_LIMIT:
-            if (!parse_int(optarg, 1, INT_MAX, &limit)) {
+            if (!ey_arg_int(optarg, 1, INT_MAX, &limit)) {
                 fprintf(stderr, "eyrie token-freq: bad value '%s' for --limit\n", optarg);
                 usage(stderr);
                 return 2;
