@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -569,4 +570,18 @@ void ey_model_free(ey_model *m)
     free(m->layers);
     free(m->name);
     free(m);
+}
+
+char *ey_default_model_path(void)
+{
+    const char *env = getenv("EYRIE_MODEL");
+    if (env && *env) return strdup(env);
+    const char *cache = getenv("EYRIE_CACHE"), *home = getenv("HOME");
+    char buf[PATH_MAX];
+    if (cache && *cache)
+        snprintf(buf, sizeof buf, "%s/models/%s", cache, EY_DEFAULT_MODEL_NAME);
+    else
+        snprintf(buf, sizeof buf, "%s/.cache/eyrie/models/%s", home ? home : ".",
+                 EY_DEFAULT_MODEL_NAME);
+    return strdup(buf);
 }

@@ -74,4 +74,12 @@ void ey_model_free(ey_model *m);
 
 const char *ey_arch_name(ey_arch a);
 
+/* The default model's file name, fetched by scripts/fetch-model.sh. */
+#define EY_DEFAULT_MODEL_NAME "smollm2-135m-instruct-q4_1.gguf"
+
+/* Where the default model is: $EYRIE_MODEL, else
+ * $EYRIE_CACHE/models/<name>, else ~/.cache/eyrie/models/<name>. malloc'ed;
+ * NULL on no memory. */
+char *ey_default_model_path(void);
+
 #endif

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPEC_CLI_DEFAULT_MODEL "smollm2-135m-instruct-q4_1.gguf"
 
 static void usage(FILE *f)
 {
@@ -113,16 +112,10 @@ int ey_cli_drafter_init(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    char def[PATH_MAX];
-    if (!target) {
-        const char *env = getenv("EYRIE_MODEL"), *cache = getenv("EYRIE_CACHE"),
-                   *home = getenv("HOME");
-        if (env && *env) snprintf(def, sizeof def, "%s", env);
-        else if (cache && *cache)
-            snprintf(def, sizeof def, "%s/models/%s", cache, SPEC_CLI_DEFAULT_MODEL);
-        else snprintf(def, sizeof def, "%s/.cache/eyrie/models/%s", home ? home : ".",
-                      SPEC_CLI_DEFAULT_MODEL);
-        target = def;
+    char *def = NULL;
+    if (!target && !(target = def = ey_default_model_path())) {
+        fprintf(stderr, "eyrie drafter-init: no memory\n");
+        return 1;
     }
     ey_backend *be = NULL;
     ey_model *m = NULL;
@@ -154,6 +147,7 @@ out:
     ey_eagle3_free(d);
     ey_model_free(m);
     ey_backend_destroy(be);
+    free(def);
     return rc;
 }
 

@@ -32,7 +32,6 @@
 #include "token_freq.h"
 #include "result_pb.h"
 
-#define DEFAULT_MODEL_NAME "smollm2-135m-instruct-q4_1.gguf"
 
 static void usage_generate(FILE *f)
 {
@@ -96,19 +95,6 @@ static void usage_main(FILE *f)
                "                       [--n-mels 80|128]\n"
                "  convert-audio  convert-audio IN OUT.{wav,flac,opus,ogg,mp3} [--rate HZ]\n"
                "                       [--bitrate BPS]\n");
-}
-
-static char *default_model_path(void)
-{
-    const char *env = getenv("EYRIE_MODEL");
-    if (env && *env) return strdup(env);
-    const char *cache = getenv("EYRIE_CACHE");
-    const char *home = getenv("HOME");
-    char buf[PATH_MAX];
-    if (cache && *cache) snprintf(buf, sizeof buf, "%s/models/%s", cache, DEFAULT_MODEL_NAME);
-    else snprintf(buf, sizeof buf, "%s/.cache/eyrie/models/%s", home ? home : ".",
-                  DEFAULT_MODEL_NAME);
-    return strdup(buf);
 }
 
 static void stream_cb(void *ud, const char *text, size_t len)
@@ -798,7 +784,7 @@ static int cmd_generate(int argc, char **argv)
     }
     if (e) return fail("backend", e);
 
-    char *mpath = model ? strdup(model) : default_model_path();
+    char *mpath = model ? strdup(model) : ey_default_model_path();
     ey_model *m = NULL;
     ey_ctx *ctx = NULL;
     int32_t *ids = NULL;
@@ -882,13 +868,13 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "drafter-init")) return ey_cli_drafter_init(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen-data")) {
-        char *def = default_model_path();
+        char *def = ey_default_model_path();
         int rc = ey_cli_gen_data(argc - 1, argv + 1, def);
         free(def);
         return rc;
     }
     if (!strcmp(cmd, "token-freq")) {
-        char *def = default_model_path();
+        char *def = ey_default_model_path();
         int rc = ey_cli_token_freq(argc - 1, argv + 1, def);
         free(def);
         return rc;

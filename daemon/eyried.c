@@ -24,7 +24,6 @@
 #include "result_pb.h"
 #include "server.h"
 
-#define DEFAULT_MODEL_NAME "smollm2-135m-instruct-q4_1.gguf"
 
 static volatile sig_atomic_t g_term, g_hup;
 static const char *g_log_path;
@@ -1068,16 +1067,12 @@ static bool serve_one(eyd_server *s)
 static int setup(eyd_server *s)
 {
     eyd_config *c = &s->cfg;
-    char def[PATH_MAX];
     if (!c->model || !*c->model) {
-        const char *env = getenv("EYRIE_MODEL"), *cache = getenv("EYRIE_CACHE"),
-                   *home = getenv("HOME");
-        if (env && *env) snprintf(def, sizeof def, "%s", env);
-        else if (cache && *cache) snprintf(def, sizeof def, "%s/models/%s", cache, DEFAULT_MODEL_NAME);
-        else snprintf(def, sizeof def, "%s/.cache/eyrie/models/%s", home ? home : ".",
-                      DEFAULT_MODEL_NAME);
         free(c->model);
-        c->model = strdup(def);
+        if (!(c->model = ey_default_model_path())) {
+            fprintf(stderr, "eyried: no memory\n");
+            return 1;
+        }
     }
     const char *base = strrchr(c->model, '/');
     snprintf(s->model_name, sizeof s->model_name, "%s", base ? base + 1 : c->model);

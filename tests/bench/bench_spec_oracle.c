@@ -24,21 +24,7 @@
 
 #include "../../core/spec.h"
 
-#define DEFAULT_MODEL_NAME "smollm2-135m-instruct-q4_1.gguf"
 #define MAX_SHAPES 32
-
-static char *default_model_path(void)
-{
-    const char *env = getenv("EYRIE_MODEL");
-    if (env && *env) return strdup(env);
-    const char *cache = getenv("EYRIE_CACHE");
-    const char *home = getenv("HOME");
-    char buf[PATH_MAX];
-    if (cache && *cache) snprintf(buf, sizeof buf, "%s/models/%s", cache, DEFAULT_MODEL_NAME);
-    else snprintf(buf, sizeof buf, "%s/.cache/eyrie/models/%s", home ? home : ".",
-                  DEFAULT_MODEL_NAME);
-    return strdup(buf);
-}
 
 static void usage(FILE *f)
 {
@@ -133,7 +119,7 @@ int main(int argc, char **argv)
     ey_backend *be = NULL;
     ey_model *m = NULL;
     ey_ctx *c = NULL;
-    char *mpath = model ? strdup(model) : default_model_path();
+    char *mpath = model ? strdup(model) : ey_default_model_path();
     ey_err e;
     if ((e = ey_backend_cpu_create(threads, &be)) || (e = ey_model_load(mpath, be, &m))) {
         fprintf(stderr, "ey_bench_spec_oracle: %s: %s\n", mpath, ey_err_detail());

@@ -280,12 +280,10 @@ static void oracle(ey_model *m)
 
 static int real(void)
 {
-    const char *home = getenv("HOME");
     char path[600];
-    const char *env = getenv("EYRIE_MODEL");
-    if (env && *env) snprintf(path, sizeof path, "%s", env);
-    else snprintf(path, sizeof path, "%s/.cache/eyrie/models/smollm2-135m-instruct-q4_1.gguf",
-                  home ? home : ".");
+    char *def = ey_default_model_path(); /* where the CLI looks too */
+    snprintf(path, sizeof path, "%s", def ? def : "");
+    free(def);
     if (access(path, R_OK)) TEST_SKIP("default model %s not fetched (scripts/fetch-model.sh)", path);
     ey_backend *be = cpu_backend(0);
     ey_model *m = load_model(be, path);
