@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "owned.h"
 #include "safetensors.h"
 #include "sample.h"
 
@@ -22,10 +23,7 @@ typedef ey_st_tensor dt_tensor;
 
 typedef struct ey_eagle3_priv {
     ey_safetensors *st;
-    void **host;
-    int n_host, cap_host;
-    ey_buf **bufs;
-    int n_bufs, cap_bufs;
+    ey_owned own;    /* weight/table buffers and converted host tensors */
     char prefix[16]; /* "midlayer." or "layers.0." */
 } ey_eagle3_priv;
 
@@ -81,35 +79,9 @@ static bool dt_has_prefix(const ey_eagle3_priv *p, const char *pre)
 
 /* ================================================================ weights */
 
-static ey_err track_host(ey_eagle3_priv *p, void *h)
-{
-    if (p->n_host == p->cap_host) {
-        int cap = p->cap_host ? p->cap_host * 2 : 32;
-        void **g = realloc(p->host, (size_t)cap * sizeof *g);
-        if (!g) return ey_err_set(EY_ERR_NOMEM, "no memory");
-        p->host = g;
-        p->cap_host = cap;
-    }
-    p->host[p->n_host++] = h;
-    return EY_OK;
-}
-
 static ey_err upload(ey_eagle3 *d, const void *host, size_t bytes, ey_ptr *out)
 {
-    ey_eagle3_priv *p = d->priv;
-    if (p->n_bufs == p->cap_bufs) {
-        int cap = p->cap_bufs ? p->cap_bufs * 2 : 32;
-        ey_buf **g = realloc(p->bufs, (size_t)cap * sizeof *g);
-        if (!g) return ey_err_set(EY_ERR_NOMEM, "no memory");
-        p->bufs = g;
-        p->cap_bufs = cap;
-    }
-    ey_buf *b;
-    ey_err e = d->be->iface.buf_from_host(d->be, host, bytes, &b);
-    if (e) return e;
-    p->bufs[p->n_bufs++] = b;
-    *out = (ey_ptr){b, 0};
-    return EY_OK;
+    return ey_owned_upload(&d->priv->own, d->be, host, bytes, out);
 }
 
 /* A float tensor of shape [N][K] (vec: [K]); vectors are converted to f32. */
@@ -137,7 +109,7 @@ static ey_err get_w(ey_eagle3 *d, const char *name, int64_t K, int64_t N, bool v
     if (vec && t->type != EY_F32) {
         float *f = malloc((size_t)K * sizeof *f);
         if (!f) return ey_err_set(EY_ERR_NOMEM, "no memory");
-        ey_err e = track_host(d->priv, f);
+        ey_err e = ey_owned_host(&d->priv->own, f);
         if (e) {
             free(f);
             return e;
@@ -468,7 +440,7 @@ static ey_err build_rope(ey_eagle3 *d)
     int half = c->head_dim / 2;
     float *f = malloc((size_t)half * sizeof *f);
     if (!f) return ey_err_set(EY_ERR_NOMEM, "no memory");
-    ey_err e = track_host(d->priv, f);
+    ey_err e = ey_owned_host(&d->priv->own, f);
     if (e) {
         free(f);
         return e;
@@ -500,7 +472,7 @@ static ey_err build_rope(ey_eagle3 *d)
     for (int r = 0; r < 3; r++) {
         float *g = malloc((size_t)half * sizeof *g);
         if (!g) return ey_err_set(EY_ERR_NOMEM, "no memory");
-        if ((e = track_host(d->priv, g))) {
+        if ((e = ey_owned_host(&d->priv->own, g))) {
             free(g);
             return e;
         }
@@ -731,10 +703,7 @@ void ey_eagle3_free(ey_eagle3 *d)
     if (!d) return;
     ey_eagle3_priv *p = d->priv;
     if (p) {
-        for (int i = 0; i < p->n_bufs; i++) d->be->iface.buf_free(d->be, p->bufs[i]);
-        free(p->bufs);
-        for (int i = 0; i < p->n_host; i++) free(p->host[i]);
-        free(p->host);
+        ey_owned_free(&p->own, d->be);
         ey_safetensors_close(p->st);
         free(p);
     }

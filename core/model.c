@@ -1,4 +1,5 @@
 #include "model.h"
+#include "owned.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -23,10 +24,7 @@ typedef struct src_tensor {
 typedef struct ey_model_priv {
     ey_gguf *gguf;
     ey_safetensors *st;
-    void **host_allocs; /* converted tensors (norms, biases as f32) */
-    int n_host, cap_host;
-    ey_buf **bufs;
-    int n_bufs, cap_bufs;
+    ey_owned own; /* weight buffers; converted tensors (norms, biases as f32) */
     bool is_gguf;
 } ey_model_priv;
 
@@ -56,44 +54,10 @@ static bool find_src(const ey_model_priv *p, const char *name, src_tensor *t)
     return true;
 }
 
-static ey_err track_buf(ey_model_priv *p, ey_buf *b)
-{
-    if (p->n_bufs == p->cap_bufs) {
-        int cap = p->cap_bufs ? p->cap_bufs * 2 : 64;
-        ey_buf **g = realloc(p->bufs, (size_t)cap * sizeof *g);
-        if (!g) return ey_err_set(EY_ERR_NOMEM, "no memory");
-        p->bufs = g;
-        p->cap_bufs = cap;
-    }
-    p->bufs[p->n_bufs++] = b;
-    return EY_OK;
-}
-
-static ey_err track_host(ey_model_priv *p, void *h)
-{
-    if (p->n_host == p->cap_host) {
-        int cap = p->cap_host ? p->cap_host * 2 : 64;
-        void **g = realloc(p->host_allocs, (size_t)cap * sizeof *g);
-        if (!g) return ey_err_set(EY_ERR_NOMEM, "no memory");
-        p->host_allocs = g;
-        p->cap_host = cap;
-    }
-    p->host_allocs[p->n_host++] = h;
-    return EY_OK;
-}
-
 /* Upload host bytes as a backend buffer owned by the model. */
 static ey_err upload(ey_model *m, const void *host, size_t bytes, ey_ptr *out)
 {
-    ey_buf *b;
-    ey_err e = m->be->iface.buf_from_host(m->be, host, bytes, &b);
-    if (e) return e;
-    if ((e = track_buf(m->priv, b))) {
-        m->be->iface.buf_free(m->be, b);
-        return e;
-    }
-    *out = (ey_ptr){b, 0};
-    return EY_OK;
+    return ey_owned_upload(&m->priv->own, m->be, host, bytes, out);
 }
 
 /* Fetch a tensor that must have shape [N][K] (N = 1 for vectors).
@@ -121,7 +85,7 @@ static ey_err get_weight(ey_model *m, const char *name, int64_t K, int64_t N, bo
     if (as_f32 && t.type != EY_F32) {
         float *f = malloc((size_t)nel * sizeof *f);
         if (!f) return ey_err_set(EY_ERR_NOMEM, "model: no memory for '%s'", name);
-        ey_err e = track_host(m->priv, f);
+        ey_err e = ey_owned_host(&m->priv->own, f);
         if (e) { free(f); return e; }
         size_t rb = ey_dtype_row_bytes(t.type, t.ne[0]);
         for (int64_t r = 0; r < nel / t.ne[0]; r++)
@@ -321,7 +285,7 @@ static ey_err build_rope(ey_model *m)
     int half = c->rope_dim / 2;
     float *f = malloc((size_t)half * sizeof *f);
     if (!f) return ey_err_set(EY_ERR_NOMEM, "no memory");
-    ey_err e = track_host(m->priv, f);
+    ey_err e = ey_owned_host(&m->priv->own, f);
     if (e) { free(f); return e; }
     for (int i = 0; i < half; i++) {
         /* as transformers: base ** (arange(0, dim, 2) / dim), in float32 */
@@ -557,10 +521,7 @@ void ey_model_free(ey_model *m)
 {
     if (!m) return;
     if (m->priv) {
-        for (int i = 0; i < m->priv->n_bufs; i++) m->be->iface.buf_free(m->be, m->priv->bufs[i]);
-        free(m->priv->bufs);
-        for (int i = 0; i < m->priv->n_host; i++) free(m->priv->host_allocs[i]);
-        free(m->priv->host_allocs);
+        ey_owned_free(&m->priv->own, m->be);
         ey_gguf_close(m->priv->gguf);
         ey_safetensors_close(m->priv->st);
         free(m->priv);

@@ -1,0 +1,24 @@
+/* eyrie — what a loaded model or drafter owns: backend buffers made from
+ * host bytes (weights, tables) and host allocations they borrow (tensors
+ * converted on load). Freed together. */
+#ifndef EY_OWNED_H
+#define EY_OWNED_H
+
+#include "../kernels/ey_backend.h"
+
+typedef struct ey_owned {
+    ey_buf **bufs;
+    int n_bufs, cap_bufs;
+    void **host;
+    int n_host, cap_host;
+} ey_owned;
+
+/* Keep host allocation h until ey_owned_free (on an error h is not taken:
+ * the caller still owns it). */
+ey_err ey_owned_host(ey_owned *o, void *h);
+/* A backend buffer from host bytes (which must outlive it: the CPU backend
+ * borrows them), owned by o; *out points at its start. */
+ey_err ey_owned_upload(ey_owned *o, ey_backend *be, const void *host, size_t bytes, ey_ptr *out);
+void ey_owned_free(ey_owned *o, ey_backend *be);
+
+#endif
