@@ -446,23 +446,8 @@ static ey_err build_rope(ey_eagle3 *d)
         return e;
     }
     for (int i = 0; i < half; i++) {
-        /* inv_freq[i] = base^(-2i/hd), as transformers (f32) */
-        float inv = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
-        if (!strcmp(c->rope_scaling, "linear")) {
-            inv /= c->rope_factor;
-        } else if (!strcmp(c->rope_scaling, "llama3")) {
-            float lo_wl = (float)c->rope_orig_ctx / c->rope_low_freq;
-            float hi_wl = (float)c->rope_orig_ctx / c->rope_high_freq;
-            float wl = 2.0f * (float)M_PI / inv;
-            float scaled = wl > lo_wl ? inv / c->rope_factor : inv;
-            if (!(wl < hi_wl) && !(wl > lo_wl)) {
-                float s = ((float)c->rope_orig_ctx / wl - c->rope_low_freq) /
-                          (c->rope_high_freq - c->rope_low_freq);
-                scaled = (1.0f - s) * scaled / c->rope_factor + s * scaled;
-            }
-            inv = scaled;
-        }
-        f[i] = inv;
+        f[i] = ey_rope_inv_freq(c->rope_theta, i, c->head_dim, c->rope_scaling, c->rope_factor,
+                                c->rope_low_freq, c->rope_high_freq, c->rope_orig_ctx);
     }
     e = upload(d, f, (size_t)half * sizeof *f, &d->inv_freq);
     if (e || !c->mrope) return e;

@@ -288,24 +288,8 @@ static ey_err build_rope(ey_model *m)
     ey_err e = ey_owned_host(&m->priv->own, f);
     if (e) { free(f); return e; }
     for (int i = 0; i < half; i++) {
-        /* as transformers: base ** (arange(0, dim, 2) / dim), in float32 */
-        float expo = (float)(2 * i) / (float)c->rope_dim;
-        float inv = 1.0f / powf(c->rope_theta, expo);
-        if (!strcmp(c->rope_scaling, "linear")) {
-            inv /= c->rope_factor;
-        } else if (!strcmp(c->rope_scaling, "llama3")) {
-            float lo_wl = (float)c->rope_orig_ctx / c->rope_low_freq;
-            float hi_wl = (float)c->rope_orig_ctx / c->rope_high_freq;
-            float wl = 2.0f * (float)M_PI / inv;
-            float scaled = wl > lo_wl ? inv / c->rope_factor : inv;
-            if (!(wl < hi_wl) && !(wl > lo_wl)) {
-                float s = ((float)c->rope_orig_ctx / wl - c->rope_low_freq) /
-                          (c->rope_high_freq - c->rope_low_freq);
-                scaled = (1.0f - s) * scaled / c->rope_factor + s * scaled;
-            }
-            inv = scaled;
-        }
-        f[i] = inv;
+        f[i] = ey_rope_inv_freq(c->rope_theta, i, c->rope_dim, c->rope_scaling, c->rope_factor,
+                                c->rope_low_freq, c->rope_high_freq, c->rope_orig_ctx);
     }
     /* GGUF llama3 checkpoints carry per-pair divisors instead of config keys */
     src_tensor rf;
@@ -545,4 +529,23 @@ char *ey_default_model_path(void)
         snprintf(buf, sizeof buf, "%s/.cache/eyrie/models/%s", home ? home : ".",
                  EY_DEFAULT_MODEL_NAME);
     return strdup(buf);
+}
+
+float ey_rope_inv_freq(float theta, int i, int dim, const char *scaling, float factor,
+                       float low_freq, float high_freq, int orig_ctx)
+{
+    /* as transformers: base ** (arange(0, dim, 2) / dim), in float32 */
+    float expo = (float)(2 * i) / (float)dim;
+    float inv = 1.0f / powf(theta, expo);
+    if (!strcmp(scaling, "linear")) return inv / factor;
+    if (strcmp(scaling, "llama3")) return inv;
+    float lo_wl = (float)orig_ctx / low_freq;
+    float hi_wl = (float)orig_ctx / high_freq;
+    float wl = 2.0f * (float)M_PI / inv;
+    float scaled = wl > lo_wl ? inv / factor : inv;
+    if (!(wl < hi_wl) && !(wl > lo_wl)) {
+        float s = ((float)orig_ctx / wl - low_freq) / (high_freq - low_freq);
+        scaled = (1.0f - s) * scaled / factor + s * scaled;
+    }
+    return scaled;
 }

@@ -74,6 +74,12 @@ void ey_model_free(ey_model *m);
 
 const char *ey_arch_name(ey_arch a);
 
+/* RoPE inverse frequency of pair i of a dim-wide rotation with base theta
+ * and scaling "none" | "linear" | "llama3" (transformers' f32 arithmetic);
+ * shared by the target and the EAGLE-3 drafter. */
+float ey_rope_inv_freq(float theta, int i, int dim, const char *scaling, float factor,
+                       float low_freq, float high_freq, int orig_ctx);
+
 /* The default model's file name, fetched by scripts/fetch-model.sh. */
 #define EY_DEFAULT_MODEL_NAME "smollm2-135m-instruct-q4_1.gguf"
 
