@@ -975,6 +975,17 @@ static void fill(wt *t, ey_rng *r, float std, float constant)
     for (size_t i = 0; i < nel; i++) put_f(t, i, std > 0 ? (float)(randn(r) * std) : constant);
 }
 
+/* trained values when given, else the random/constant init */
+static void fill_v(wt *t, ey_rng *r, float std, float constant, const float *val)
+{
+    if (!val) {
+        fill(t, r, std, constant);
+        return;
+    }
+    size_t nel = (size_t)t->shape[0] * (size_t)(t->n_dims > 1 ? t->shape[1] : 1);
+    for (size_t i = 0; i < nel; i++) put_f(t, i, val[i]);
+}
+
 static const double *g_cnt; /* comparator context (single-threaded writer) */
 
 static int cnt_cmp(const void *a, const void *b)
@@ -1121,7 +1132,20 @@ ey_err ey_eagle3_write_random(const ey_model *target, const char *dir,
     ey_rng_seed(&r, o->seed);
     int32_t *sel = malloc((size_t)Vd * sizeof *sel);
     if (!sel) return ey_err_set(EY_ERR_NOMEM, "no memory");
-    ey_err e = pick_vocab(o, V, Vd, &r, sel);
+    const ey_e3_values *val = o->values;
+    ey_err e = EY_OK;
+    if (val && (o->layout != EY_E3_LAYOUT_EAGLE || o->norm_before_fc || o->fc_norm ||
+                o->norm_before_residual || o->norm_output))
+        e = ey_err_set(EY_ERR_ARG, "drafter writer: trained values are written in the EAGLE "
+                                   "layout without optional norms only");
+    if (!e && val)
+        for (int i = 0; i < Vd; i++) {
+            sel[i] = val->vocab[i];
+            if (sel[i] < 0 || sel[i] >= V || (i && sel[i] <= sel[i - 1]))
+                e = ey_err_set(EY_ERR_ARG, "drafter writer: the vocabulary must be ascending "
+                                           "target ids");
+        }
+    if (!e && !val) e = pick_vocab(o, V, Vd, &r, sel);
     wt ts[32];
     int n = 0;
     const bool spec = o->layout == EY_E3_LAYOUT_SPECULATORS;
@@ -1142,14 +1166,14 @@ ey_err ey_eagle3_write_random(const ey_model *target, const char *dir,
     do {                                                                                         \
         if (!e) e = wt_add(ts, &n, name, t, nd, a, b);                                           \
     } while (0)
-#define ADDL(suf, nd, a, b, sd, cst)                                                              \
+#define ADDL(suf, nd, a, b, sd, cst, v)                                                           \
     do {                                                                                         \
         snprintf(nm, sizeof nm, "%s%s", pre, suf);                                               \
         ADD(nm, dt, nd, a, b);                                                                   \
-        if (!e) fill(&ts[n - 1], &r, sd, cst);                                                   \
+        if (!e) fill_v(&ts[n - 1], &r, sd, cst, val ? val->v : NULL);                            \
     } while (0)
     ADD("fc.weight", dt, 2, H, FW);
-    if (!e) fill(&ts[n - 1], &r, std, 0);
+    if (!e) fill_v(&ts[n - 1], &r, std, 0, val ? val->fc : NULL);
     if (o->norm_before_fc) {
         ADD("input_norm.weight", dt, 1, FW, 0);
         if (!e) fill(&ts[n - 1], &r, 0, 1.0f);
@@ -1160,20 +1184,20 @@ ey_err ey_eagle3_write_random(const ey_model *target, const char *dir,
             ADD(nm, dt, 1, Ht, 0);
             if (!e) fill(&ts[n - 1], &r, 0, 1.0f);
         }
-    ADDL("hidden_norm.weight", 1, H, 0, 0, 1.0f);
-    ADDL("input_layernorm.weight", 1, H, 0, 0, 1.0f);
-    ADDL("self_attn.q_proj.weight", 2, (int64_t)nh * hd, 2 * H, std, 0);
-    ADDL("self_attn.k_proj.weight", 2, (int64_t)nkv * hd, 2 * H, std, 0);
-    ADDL("self_attn.v_proj.weight", 2, (int64_t)nkv * hd, 2 * H, std, 0);
-    ADDL("self_attn.o_proj.weight", 2, H, (int64_t)nh * hd, std, 0);
-    ADDL("post_attention_layernorm.weight", 1, H, 0, 0, 1.0f);
-    ADDL("mlp.gate_proj.weight", 2, I, H, std, 0);
-    ADDL("mlp.up_proj.weight", 2, I, H, std, 0);
-    ADDL("mlp.down_proj.weight", 2, H, I, std, 0);
+    ADDL("hidden_norm.weight", 1, H, 0, 0, 1.0f, hidden_norm);
+    ADDL("input_layernorm.weight", 1, H, 0, 0, 1.0f, input_layernorm);
+    ADDL("self_attn.q_proj.weight", 2, (int64_t)nh * hd, 2 * H, std, 0, wq);
+    ADDL("self_attn.k_proj.weight", 2, (int64_t)nkv * hd, 2 * H, std, 0, wk);
+    ADDL("self_attn.v_proj.weight", 2, (int64_t)nkv * hd, 2 * H, std, 0, wv);
+    ADDL("self_attn.o_proj.weight", 2, H, (int64_t)nh * hd, std, 0, wo);
+    ADDL("post_attention_layernorm.weight", 1, H, 0, 0, 1.0f, post_norm);
+    ADDL("mlp.gate_proj.weight", 2, I, H, std, 0, w_gate);
+    ADDL("mlp.up_proj.weight", 2, I, H, std, 0, w_up);
+    ADDL("mlp.down_proj.weight", 2, H, I, std, 0, w_down);
     ADD("norm.weight", dt, 1, H, 0);
-    if (!e) fill(&ts[n - 1], &r, 0, 1.0f);
+    if (!e) fill_v(&ts[n - 1], &r, 0, 1.0f, val ? val->norm : NULL);
     ADD("lm_head.weight", dt, 2, Vd, H);
-    if (!e) fill(&ts[n - 1], &r, std, 0);
+    if (!e) fill_v(&ts[n - 1], &r, std, 0, val ? val->lm_head : NULL);
     if (!o->no_d2t) {
         ADD("d2t", EY_I64, 1, Vd, 0);
         if (!e)

@@ -187,6 +187,15 @@ int ey_eagle3_feat_width(const ey_eagle3 *d);
 
 /* ------------------------------------------------------------ writer */
 
+/* Trained values for the writer (fp32 host, the published shapes, one
+ * layer; eyrie's trainer): every pointer set, vocab = the sorted draft
+ * vocabulary (target ids, d2t[i] = vocab[i] - i). */
+typedef struct ey_e3_values {
+    const float *fc, *hidden_norm, *input_layernorm, *wq, *wk, *wv, *wo, *post_norm;
+    const float *w_gate, *w_up, *w_down, *norm, *lm_head;
+    const int32_t *vocab;
+} ey_e3_values;
+
 typedef struct ey_eagle3_init_opts {
     ey_e3_layout layout;   /* names and config shape to write */
     int draft_vocab;       /* 0: the target vocab */
@@ -201,10 +210,12 @@ typedef struct ey_eagle3_init_opts {
     bool write_aux_ids;    /* write aux ids explicitly in the layout's convention */
     const int *aux_ids;    /* 3 input-of-layer ids to write (NULL: {2, N/2, N-3}) */
     bool no_d2t;           /* hostile-test knob: omit d2t/t2d */
+    const ey_e3_values *values; /* trained weights instead of a random init
+                                 * (EAGLE layout, no optional norms) */
 } ey_eagle3_init_opts;
 
-/* Write a randomly initialised drafter for `target` into `dir` (created if
- * needed): config.json + model.safetensors. */
+/* Write a drafter for `target` into `dir` (created if needed): config.json +
+ * model.safetensors; randomly initialised, or o->values. */
 ey_err ey_eagle3_write_random(const ey_model *target, const char *dir,
                               const ey_eagle3_init_opts *o);
 

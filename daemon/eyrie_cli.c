@@ -30,6 +30,8 @@
 #include "eyrie_client.h"
 #include "gen_data.h"
 #include "token_freq.h"
+#include "../train/dump_hidden.h"
+#include "../train/train_cli.h"
 #include "result_pb.h"
 
 
@@ -90,6 +92,9 @@ static void usage_main(FILE *f)
                "                 with the model (drafter training data; eyrie gen-data --help)\n"
                "  token-freq     target-token frequencies over the assistant tokens of a JSONL\n"
                "                 conversation file (drafter-init --freq; eyrie token-freq --help)\n"
+               "  dump-hidden    target hidden states and top-k logits of a JSONL conversation\n"
+               "                 file for offline drafter training (eyrie dump-hidden --help)\n"
+               "  train-drafter  train an EAGLE-3 drafter (eyrie train-drafter --help)\n"
                "  probe          decode an image or audio file and print what was found\n"
                "                 probe FILE [--json] [--vision qwen2vl|qwen3vl] [--max-pixels N]\n"
                "                       [--n-mels 80|128]\n"
@@ -876,6 +881,13 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "token-freq")) {
         char *def = ey_default_model_path();
         int rc = ey_cli_token_freq(argc - 1, argv + 1, def);
+        free(def);
+        return rc;
+    }
+    if (!strcmp(cmd, "dump-hidden")) return ey_cmd_dump_hidden(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train-drafter")) {
+        char *def = ey_default_model_path();
+        int rc = ey_cli_train_drafter(argc - 1, argv + 1, def);
         free(def);
         return rc;
     }
