@@ -929,13 +929,6 @@ ey_err ey_eagle3_embed_rows(ey_eagle3_ctx *c, const int32_t *ids, int n, float *
 
 /* ================================================================ writer */
 
-static double randn(ey_rng *r)
-{
-    double u1 = ey_rng_uniform(r), u2 = ey_rng_uniform(r);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-}
-
 typedef struct wt {
     char name[96];
     int type;
@@ -972,7 +965,7 @@ static void put_f(wt *t, size_t i, float v)
 static void fill(wt *t, ey_rng *r, float std, float constant)
 {
     size_t nel = (size_t)t->shape[0] * (size_t)(t->n_dims > 1 ? t->shape[1] : 1);
-    for (size_t i = 0; i < nel; i++) put_f(t, i, std > 0 ? (float)(randn(r) * std) : constant);
+    for (size_t i = 0; i < nel; i++) put_f(t, i, std > 0 ? (float)(ey_rng_normal(r) * std) : constant);
 }
 
 /* trained values when given, else the random/constant init */
@@ -1001,46 +994,49 @@ static int id_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+ey_err ey_e3_read_freq(const char *path, int V, double *cnt)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) return ey_err_set(EY_ERR_IO, "cannot open '%s'", path);
+    long long id;
+    double c;
+    int line = 0;
+    ey_err e = EY_OK;
+    while (!e && fscanf(fp, "%lld %lf", &id, &c) == 2) {
+        line++;
+        if (id < 0 || id >= V || !(c >= 0) || c > 1e300)
+            e = ey_err_set(EY_ERR_FORMAT, "%s line %d: bad 'id count' pair", path, line);
+        else cnt[id] += c;
+    }
+    if (!e && !feof(fp)) e = ey_err_set(EY_ERR_FORMAT, "%s: expected 'id count' lines", path);
+    fclose(fp);
+    return e;
+}
+
+ey_err ey_e3_vocab_from_counts(const double *cnt, int V, int Vd, int32_t *sel)
+{
+    int32_t *ord = malloc((size_t)V * sizeof *ord);
+    if (!ord) return ey_err_set(EY_ERR_NOMEM, "no memory");
+    /* top Vd by count, ties to the lower id; zero-count ids pad the set when
+     * fewer distinct tokens occur (SpecForge PR #76) */
+    g_cnt = cnt;
+    for (int i = 0; i < V; i++) ord[i] = i;
+    qsort(ord, (size_t)V, sizeof *ord, cnt_cmp);
+    qsort(ord, (size_t)Vd, sizeof *ord, id_cmp);
+    memcpy(sel, ord, (size_t)Vd * sizeof *sel);
+    free(ord);
+    return EY_OK;
+}
+
 /* Pick the draft vocabulary: sorted ascending target ids (§1.4). */
 static ey_err pick_vocab(const ey_eagle3_init_opts *o, int V, int Vd, ey_rng *r, int32_t *sel)
 {
     if (o->freq_path) {
-        FILE *fp = fopen(o->freq_path, "r");
-        if (!fp) return ey_err_set(EY_ERR_IO, "drafter-init: cannot open '%s'", o->freq_path);
         double *cnt = calloc((size_t)V, sizeof *cnt);
-        int32_t *ord = malloc((size_t)V * sizeof *ord);
-        if (!cnt || !ord) {
-            fclose(fp);
-            free(cnt);
-            free(ord);
-            return ey_err_set(EY_ERR_NOMEM, "no memory");
-        }
-        long long id;
-        double c;
-        int line = 0;
-        ey_err e = EY_OK;
-        while (!e && fscanf(fp, "%lld %lf", &id, &c) == 2) {
-            line++;
-            if (id < 0 || id >= V || !(c >= 0))
-                e = ey_err_set(EY_ERR_FORMAT, "drafter-init: %s line %d: bad 'id count' pair",
-                               o->freq_path, line);
-            else cnt[id] += c;
-        }
-        if (!e && !feof(fp))
-            e = ey_err_set(EY_ERR_FORMAT, "drafter-init: %s: expected 'id count' lines",
-                           o->freq_path);
-        fclose(fp);
-        if (!e) {
-            /* top Vd by count, ties to the lower id; zero-count ids pad the
-             * set when fewer distinct tokens occur (SpecForge PR #76) */
-            g_cnt = cnt;
-            for (int i = 0; i < V; i++) ord[i] = i;
-            qsort(ord, (size_t)V, sizeof *ord, cnt_cmp);
-            qsort(ord, (size_t)Vd, sizeof *ord, id_cmp);
-            memcpy(sel, ord, (size_t)Vd * sizeof *sel);
-        }
+        if (!cnt) return ey_err_set(EY_ERR_NOMEM, "no memory");
+        ey_err e = ey_e3_read_freq(o->freq_path, V, cnt);
+        if (!e) e = ey_e3_vocab_from_counts(cnt, V, Vd, sel);
         free(cnt);
-        free(ord);
         return e;
     }
     if (o->random_vocab && Vd < V) {

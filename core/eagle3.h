@@ -214,6 +214,12 @@ typedef struct ey_eagle3_init_opts {
                                  * (EAGLE layout, no optional norms) */
 } ey_eagle3_init_opts;
 
+/* Draft vocabulary (§1.4): the Vd ids of highest count (ties: lower id;
+ * zero-count ids pad), sorted ascending, into sel[Vd]. */
+ey_err ey_e3_vocab_from_counts(const double *cnt, int V, int Vd, int32_t *sel);
+/* Add the "id count" lines of a token-freq file to cnt[V]. */
+ey_err ey_e3_read_freq(const char *path, int V, double *cnt);
+
 /* Write a drafter for `target` into `dir` (created if needed): config.json +
  * model.safetensors; randomly initialised, or o->values. */
 ey_err ey_eagle3_write_random(const ey_model *target, const char *dir,

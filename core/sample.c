@@ -52,6 +52,13 @@ uint64_t ey_rng_next(ey_rng *r) /* xoshiro256** */
 
 double ey_rng_uniform(ey_rng *r) { return (double)(ey_rng_next(r) >> 11) * 0x1.0p-53; }
 
+double ey_rng_normal(ey_rng *r)
+{
+    double u1 = ey_rng_uniform(r), u2 = ey_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
 ey_err ey_sampler_init(ey_sampler *s, const ey_sampling *p, int n_vocab)
 {
     memset(s, 0, sizeof *s);

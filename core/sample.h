@@ -33,6 +33,7 @@ typedef struct ey_rng { uint64_t s[4]; } ey_rng;
 void ey_rng_seed(ey_rng *r, uint64_t seed);
 uint64_t ey_rng_next(ey_rng *r);
 double ey_rng_uniform(ey_rng *r); /* [0, 1) with 53 bits */
+double ey_rng_normal(ey_rng *r);  /* standard normal (Box-Muller) */
 
 typedef struct ey_sampler {
     ey_sampling p;

@@ -384,42 +384,16 @@ static void source_free(source *s)
 
 /* ---------------------------------------------------------------- vocab */
 
-static const int64_t *g_cnt;
-static int by_count(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    if (g_cnt[x] != g_cnt[y]) return g_cnt[x] > g_cnt[y] ? -1 : 1;
-    return (x > y) - (x < y);
-}
-static int by_id(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Draft vocabulary (docs/eagle3.md §1.4): the Vd most frequent loss-masked
  * ids (ties to the lower id; zero-count ids pad), sorted ascending. */
 static ey_err pick_vocab(const topts *o, source *src, int V, int Vd, int32_t *sel)
 {
-    int64_t *cnt = calloc((size_t)V, sizeof *cnt);
-    int32_t *ord = malloc((size_t)V * sizeof *ord);
+    double *cnt = calloc((size_t)V, sizeof *cnt);
+    if (!cnt) return ey_err_set(EY_ERR_NOMEM, "no memory");
     ey_err e = EY_OK;
-    if (!cnt || !ord) e = ey_err_set(EY_ERR_NOMEM, "no memory");
-    if (!e && o->freq) {
-        FILE *fp = fopen(o->freq, "r");
-        if (!fp) e = ey_err_set(EY_ERR_IO, "cannot open '%s'", o->freq);
-        long long id;
-        double c;
-        int line = 0;
-        while (!e && fscanf(fp, "%lld %lf", &id, &c) == 2) {
-            line++;
-            if (id < 0 || id >= V || !(c >= 0) || c > 9e18)
-                e = ey_err_set(EY_ERR_FORMAT, "%s line %d: bad 'id count' pair", o->freq, line);
-            else cnt[id] += (int64_t)c;
-        }
-        if (!e && !feof(fp)) e = ey_err_set(EY_ERR_FORMAT, "%s: expected 'id count' lines", o->freq);
-        if (fp) fclose(fp);
-    } else if (!e) {
+    if (o->freq) {
+        e = ey_e3_read_freq(o->freq, V, cnt);
+    } else {
         for (int i = 0; i < src->n && !e; i++) {
             const int32_t *ids;
             const uint8_t *mask;
@@ -438,34 +412,19 @@ static ey_err pick_vocab(const topts *o, source *src, int V, int Vd, int32_t *se
                 if (mask[t] && ids[t] >= 0 && ids[t] < V) cnt[ids[t]]++;
         }
     }
+    if (!e) e = ey_e3_vocab_from_counts(cnt, V, Vd, sel);
     if (!e) {
-        g_cnt = cnt;
-        for (int i = 0; i < V; i++) ord[i] = i;
-        qsort(ord, (size_t)V, sizeof *ord, by_count);
-        int64_t covered = 0, all = 0;
-        for (int i = 0; i < V; i++) {
-            all += cnt[ord[i]];
-            if (i < Vd) covered += cnt[ord[i]];
-        }
-        qsort(ord, (size_t)Vd, sizeof *ord, by_id);
-        memcpy(sel, ord, (size_t)Vd * sizeof *sel);
+        double covered = 0, all = 0;
+        for (int i = 0; i < V; i++) all += cnt[i];
+        for (int i = 0; i < Vd; i++) covered += cnt[sel[i]];
         fprintf(stderr, "eyrie train-drafter: draft vocabulary %d of %d ids covers %.2f%% of the "
-                        "%lld counted tokens\n", Vd, V, all ? 100.0 * covered / all : 0.0,
-                (long long)all);
+                        "%.0f counted tokens\n", Vd, V, all > 0 ? 100.0 * covered / all : 0.0, all);
     }
     free(cnt);
-    free(ord);
     return e;
 }
 
 /* ---------------------------------------------------------------- init */
-
-static double randn(ey_rng *r)
-{
-    double u1 = ey_rng_uniform(r), u2 = ey_rng_uniform(r);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-}
 
 /* Dequantized rows of a target weight [rows][H] (the embedding, the head). */
 static ey_err weight_rows(const ey_model *m, const ey_weight *w, const int32_t *rows, int n, int H,
@@ -494,7 +453,7 @@ static ey_err init_params(ey_e3t *tr, const ey_e3t_dims *d, const topts *o, cons
         float *w = p + L->off[i];
         size_t n = L->rows[i] * L->cols[i];
         bool vec = L->cols[i] == 1;
-        for (size_t k = 0; k < n; k++) w[k] = vec ? 1.0f : (float)(randn(&r) * o->init_std);
+        for (size_t k = 0; k < n; k++) w[k] = vec ? 1.0f : (float)(ey_rng_normal(&r) * o->init_std);
     }
     if (o->head_random) return EY_OK;
     /* lm_head rows of the draft vocabulary and the final norm from the target */
@@ -504,11 +463,21 @@ static ey_err init_params(ey_e3t *tr, const ey_e3t_dims *d, const topts *o, cons
 }
 
 /* Start from an existing drafter directory (safetensors written by eyrie). */
-static ey_err init_from_dir(ey_e3t *tr, const char *dir, const ey_model *m)
+static ey_err init_from_dir(ey_e3t *tr, const ey_e3t_dims *d, const char *dir,
+                           const ey_model *m)
 {
     ey_eagle3 *dr = NULL;
     ey_err e = ey_eagle3_load(dir, m, NULL, &dr);
     if (e) return e;
+    const ey_eagle3_config *c = &dr->cfg;
+    if (c->layout != EY_E3_LAYOUT_EAGLE || c->H != d->H || c->n_head != d->nh ||
+        c->n_kv_head != d->nkv || c->head_dim != d->hd || c->n_ff != d->I || c->Vd != d->Vd ||
+        c->n_aux != d->n_aux || c->norm_before_fc || c->fc_norm || c->norm_before_residual ||
+        c->norm_output || c->attn_bias || c->mlp_bias || !c->use_aux) {
+        ey_eagle3_free(dr);
+        return ey_err_set(EY_ERR_FORMAT, "--init %s: not a drafter of this shape in the EAGLE "
+                          "layout (--draft-vocab must match its draft vocabulary)", dir);
+    }
     const ey_e3t_layout *L = ey_e3t_layout_of(tr);
     float *p = ey_e3t_params(tr);
     const ey_weight *ws[E3T_N_TENSORS] = {&dr->fc, &dr->hidden_norm, &dr->input_layernorm,
@@ -533,7 +502,7 @@ static ey_err init_from_dir(ey_e3t *tr, const char *dir, const ey_model *m)
     if (!e) {
         int32_t *sel = malloc((size_t)dr->cfg.Vd * sizeof *sel);
         if (!sel) e = ey_err_set(EY_ERR_NOMEM, "no memory");
-        for (int i = 0; !e && i < dr->cfg.Vd; i++) sel[i] = i + dr->d2t[i];
+        for (int i = 0; !e && i < dr->cfg.Vd; i++) sel[i] = dr->d2t[i]; /* absolute ids once loaded */
         if (!e) e = ey_e3t_set_vocab(tr, sel);
         free(sel);
     }
@@ -721,6 +690,10 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
         goto out;
     }
     const ey_model_config *tc = &m->cfg;
+    if (o.eval && access(o.eval, R_OK)) {
+        fprintf(stderr, "eyrie train-drafter: cannot read --eval '%s'\n", o.eval);
+        goto out;
+    }
     if (mkdir(o.out, 0755) && errno != EEXIST) {
         fprintf(stderr, "eyrie train-drafter: cannot create '%s'\n", o.out);
         goto out;
@@ -839,8 +812,7 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
                 total);
     } else {
         if (o.init) {
-            if ((e = init_from_dir(tr, o.init, m))) goto fail;
-            if (ey_e3t_layout_of(tr)->n == 0) goto fail;
+            if ((e = init_from_dir(tr, &d, o.init, m))) goto fail;
         } else {
             if ((e = pick_vocab(&o, &src, d.V, d.Vd, sel))) goto fail;
             if ((e = ey_e3t_set_vocab(tr, sel))) goto fail;
