@@ -1253,6 +1253,12 @@ ey_err ey_eagle3_write_random(const ey_model *target, const char *dir,
             if (o->write_aux_ids) {
                 if (o->layout == EY_E3_LAYOUT_EAGLE) {
                     add_ids(root, aux, 3);
+                    /* trained exports also carry SGLang's/SpecForge's spelling
+                     * (output-of-layer ids); the top-level ids win in eyrie and vLLM */
+                    if (val && aux[0] > 0 && aux[1] > 0 && aux[2] > 0) {
+                        int out_ids[3] = {aux[0] - 1, aux[1] - 1, aux[2] - 1};
+                        add_ids(cJSON_AddObjectToObject(root, "eagle_config"), out_ids, 3);
+                    }
                 } else {
                     /* SpecForge/AngelSlim write output-of-layer ids (§2.1) */
                     int out_ids[3];

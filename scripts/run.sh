@@ -5,7 +5,9 @@
 #   scripts/run.sh ["question"]
 #
 # EYRIE_SYSTEM sets the system prompt; EYRIE_DRAFTER a drafter directory
-# (speculative decoding; the answer is the same). Without the sample client's
+# (speculative decoding; the answer is the same), by default the drafter
+# trained for the default model (samples/drafters/smollm2-135m-eagle3;
+# EYRIE_DRAFTER=none runs without one). Without the sample client's
 # Python packages the C client (`eyrie generate --url`) asks instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,8 @@ question="${1:-What is the capital of France?}"
 dir=$(mktemp -d /tmp/eyrie-run.XXXXXX)
 url="ipc://$dir/eyrie.sock"
 args=(--listen "$url" --log-file "$dir/eyried.log")
-[ -n "${EYRIE_DRAFTER:-}" ] && args+=(--drafter "$EYRIE_DRAFTER")
+drafter="${EYRIE_DRAFTER:-samples/drafters/smollm2-135m-eagle3}"
+[ "$drafter" != none ] && args+=(--drafter "$drafter")
 build/eyried "${args[@]}" &
 pid=$!
 cleanup() {

@@ -53,7 +53,7 @@ typedef struct topts {
     float decay, lr, warmup_ratio, min_lr_ratio, clip, wd, beta1, beta2, init_std;
     uint64_t seed;
     ey_dtype export_dtype;
-    bool head_random, no_export, restart;
+    bool head_target, no_export, restart;
     ey_spec_method eval_method;
 } topts;
 
@@ -95,7 +95,8 @@ static void usage(FILE *f)
         "  --draft-vocab N      draft vocabulary size (default 4096)\n"
         "  --freq FILE          token counts (`eyrie token-freq`); default: counted over the\n"
         "                       loss-masked tokens of the training data\n"
-        "  --head-init target|random  lm_head/norm from the target's rows (default target)\n"
+        "  --head-init random|target  target: lm_head/norm from the target's rows (default\n"
+        "                       random, as EA-train)\n"
         "  --init-std S         std of the random init (default 0.02)\n"
         "  --init DIR           start from an existing drafter (eyrie layout, same dims)\n"
         "training:\n"
@@ -212,8 +213,8 @@ static bool parse_args(int argc, char **argv, topts *o)
             else BAD();
             break;
         case O_HEAD:
-            if (!strcmp(optarg, "random")) o->head_random = true;
-            else if (strcmp(optarg, "target")) BAD();
+            if (!strcmp(optarg, "target")) o->head_target = true;
+            else if (strcmp(optarg, "random")) BAD();
             break;
         case O_NOEXP: o->no_export = true; break;
         case O_RESTART: o->restart = true; break;
@@ -455,7 +456,7 @@ static ey_err init_params(ey_e3t *tr, const ey_e3t_dims *d, const topts *o, cons
         bool vec = L->cols[i] == 1;
         for (size_t k = 0; k < n; k++) w[k] = vec ? 1.0f : (float)(ey_rng_normal(&r) * o->init_std);
     }
-    if (o->head_random) return EY_OK;
+    if (!o->head_target) return EY_OK;
     /* lm_head rows of the draft vocabulary and the final norm from the target */
     ey_err e = weight_rows(m, &m->output, ey_e3t_vocab(tr), d->Vd, d->H, p + L->off[E3T_LM_HEAD]);
     if (!e) e = weight_rows(m, &m->out_norm, NULL, 1, d->H, p + L->off[E3T_NORM]);
