@@ -43,6 +43,7 @@ if [ "${EYRIE_TEST_FUZZ:-1}" != 0 ]; then
     scripts/fuzz-media.sh "$secs" || { echo "test: media fuzzing failed" >&2; extra=$((extra + 1)); }
     scripts/fuzz-loaders.sh "$secs" || { echo "test: loader fuzzing failed" >&2; extra=$((extra + 1)); }
     scripts/fuzz-daemon.sh "$secs" || { echo "test: daemon request fuzzing failed" >&2; extra=$((extra + 1)); }
+    scripts/fuzz-hidden.sh "$secs" || { echo "test: hidden-state/checkpoint fuzzing failed" >&2; extra=$((extra + 1)); }
 fi
 [ "$extra" -gt 0 ] && rc=1
 python3 scripts/test-summary.py --extra-failed "$extra" "${logs[@]}" || rc=1

@@ -548,14 +548,25 @@ ey_err ey_e3t_load(ey_e3t *tr, const char *path, long *step, void *blob, size_t 
         e = ey_err_set(EY_ERR_FORMAT, "train: checkpoint '%s' has a %llu-byte state record, "
                                       "expected %zu", path, (unsigned long long)h.blob_len,
                        blob_len);
+    /* read everything aside first: a failed load leaves the trainer as it was */
     int32_t *sel = e ? NULL : malloc((size_t)tr->d.Vd * sizeof *sel);
-    if (!e && !sel) e = ey_err_set(EY_ERR_NOMEM, "no memory");
+    float *tmp = e ? NULL : malloc(3 * n * sizeof *tmp);
+    if (!e && (!sel || !tmp)) e = ey_err_set(EY_ERR_NOMEM, "no memory");
     if (!e && (fread(sel, sizeof(int32_t), (size_t)tr->d.Vd, fp) != (size_t)tr->d.Vd ||
-               fread(tr->p, sizeof(float), n, fp) != n || fread(tr->m, sizeof(float), n, fp) != n ||
-               fread(tr->v, sizeof(float), n, fp) != n ||
+               fread(tmp, sizeof(float), 3 * n, fp) != 3 * n ||
                (blob_len && fread(blob, 1, blob_len, fp) != blob_len) || fgetc(fp) != EOF))
         e = ey_err_set(EY_ERR_FORMAT, "train: checkpoint '%s' is truncated or too long", path);
-    if (!e) e = ey_e3t_set_vocab(tr, sel);
+    for (int i = 0; !e && i < tr->d.Vd; i++)
+        if (sel[i] < 0 || sel[i] >= tr->d.V || (i && sel[i] <= sel[i - 1]))
+            e = ey_err_set(EY_ERR_FORMAT, "train: checkpoint '%s' has a bad draft vocabulary",
+                           path);
+    if (!e) {
+        memcpy(tr->p, tmp, n * sizeof(float));
+        memcpy(tr->m, tmp + n, n * sizeof(float));
+        memcpy(tr->v, tmp + 2 * n, n * sizeof(float));
+        e = ey_e3t_set_vocab(tr, sel);
+    }
+    free(tmp);
     if (!e) *step = (long)h.step;
     free(sel);
     fclose(fp);
