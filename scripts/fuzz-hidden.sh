@@ -13,7 +13,7 @@ SECS="${1:-60}"
 OUT=build-fuzz
 mkdir -p "$OUT"
 CC="${CC:-clang}"
-BLAS="-I/usr/include/x86_64-linux-gnu/openblas-openmp"
+BLAS="$(pkg-config --cflags openblas)"
 FLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fno-math-errno -fopenmp -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I. $BLAS"
 LIBS="$(pkg-config --cflags --libs libcjson) -lopenblas -lm -lpthread"
 SRCS="train/hidden_io.c train/e3_train.c common/ey_err.c kernels/ey_dtype.c"

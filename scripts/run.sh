@@ -16,8 +16,13 @@ question="${1:-What is the capital of France?}"
 dir=$(mktemp -d /tmp/eyrie-run.XXXXXX)
 url="ipc://$dir/eyrie.sock"
 args=(--listen "$url" --log-file "$dir/eyried.log")
-drafter="${EYRIE_DRAFTER:-samples/drafters/smollm2-135m-eagle3}"
-[ "$drafter" != none ] && args+=(--drafter "$drafter")
+# the shipped drafter fits the default model only: no default with EYRIE_MODEL
+default_drafter=none
+[ -z "${EYRIE_MODEL:-}" ] && [ -d samples/drafters/smollm2-135m-eagle3 ] &&
+    default_drafter=samples/drafters/smollm2-135m-eagle3
+drafter="${EYRIE_DRAFTER:-$default_drafter}"
+# chain k=1: the fastest shape measured for this drafter (docs/benchmarks.md)
+[ "$drafter" != none ] && args+=(--drafter "$drafter" --spec-method chain --spec-k 1)
 build/eyried "${args[@]}" &
 pid=$!
 cleanup() {

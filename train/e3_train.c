@@ -470,6 +470,7 @@ double ey_e3t_adamw_step(ey_e3t *tr, const ey_e3t_optim *o, long step)
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += (double)tr->g[i] * tr->g[i];
     double gn = sqrt(ss);
+    if (!isfinite(gn)) return gn; /* no update: the caller reports it */
     float scale = 1.0f;
     if (o->clip > 0 && gn > o->clip) scale = (float)(o->clip / (gn + 1e-6));
     const float lr = ey_e3t_lr_at(o, step);
@@ -544,6 +545,8 @@ ey_err ey_e3t_load(ey_e3t *tr, const char *path, long *step, void *blob, size_t 
     else if (memcmp(&h.dims, &tr->d, sizeof h.dims) || h.K != tr->o.K || h.n_floats != n)
         e = ey_err_set(EY_ERR_FORMAT, "train: checkpoint '%s' was made for other drafter "
                                       "dimensions or unrolled steps", path);
+    else if (h.step < 0)
+        e = ey_err_set(EY_ERR_FORMAT, "train: checkpoint '%s' has a negative step", path);
     else if (h.blob_len != blob_len)
         e = ey_err_set(EY_ERR_FORMAT, "train: checkpoint '%s' has a %llu-byte state record, "
                                       "expected %zu", path, (unsigned long long)h.blob_len,

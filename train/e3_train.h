@@ -127,7 +127,8 @@ typedef struct ey_e3t_optim {
 
 float ey_e3t_lr_at(const ey_e3t_optim *o, long step);
 /* Clip the global gradient norm, then one AdamW update (fp32 masters) at
- * optimizer step `step` (0-based). Returns the gradient norm before clipping. */
+ * optimizer step `step` (0-based). Returns the gradient norm before clipping;
+ * when it is not finite nothing is updated. */
 double ey_e3t_adamw_step(ey_e3t *tr, const ey_e3t_optim *o, long step);
 
 /* ---- checkpoints: parameters, AdamW moments, the step counter and an

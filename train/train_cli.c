@@ -270,7 +270,8 @@ static ey_err source_get(source *s, int i, ey_e3t_seq *q)
     if (s->hf) {
         ey_err e = ey_hid_get(s->hf, i, &s->rec, &s->aux, &s->aux_cap);
         if (e) return e;
-        *q = (ey_e3t_seq){.T = s->rec.T, .ids = s->rec.ids, .mask = s->rec.mask, .aux = s->aux,
+        /* rows are prefixes: a longer record trains on its first EY_E3T_MAX_T */
+        *q = (ey_e3t_seq){.T = s->rec.T < EY_E3T_MAX_T ? s->rec.T : EY_E3T_MAX_T, .ids = s->rec.ids, .mask = s->rec.mask, .aux = s->aux,
                           .kmax = s->rec.k, .n_teach = s->rec.n_teach,
                           .teach_ids = s->rec.teach_ids, .teach_logits = s->rec.teach_logits,
                           .top1 = s->rec.top1};
@@ -574,8 +575,9 @@ static ey_err evaluate(const topts *o, ey_model *m, const char *drafter_dir, eva
     size_t cap = 0;
     ssize_t len;
     struct timespec t0, t1;
+    const bool tty = isatty(STDERR_FILENO);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (!e && (!o->eval_limit || r->prompts < o->eval_limit) &&
+    while (!e && !g_stop && (!o->eval_limit || r->prompts < o->eval_limit) &&
            (len = getline(&line, &cap, fp)) != -1) {
         char *user = first_user(line);
         if (!user) continue;
@@ -602,10 +604,11 @@ static ey_err evaluate(const topts *o, ey_model *m, const char *drafter_dir, eva
                 r->accepted_at[i] += st.accepted_at[i];
         }
         ey_gen_result_free(&res);
-        fprintf(stderr, "\reyrie train-drafter: eval %d prompts, tau %.3f", r->prompts,
-                r->rounds ? 1.0 + (double)r->accepted / r->rounds : 0.0);
+        if (tty)
+            fprintf(stderr, "\reyrie train-drafter: eval %d prompts, tau %.3f", r->prompts,
+                    r->rounds ? 1.0 + (double)r->accepted / r->rounds : 0.0);
     }
-    fprintf(stderr, "\n");
+    if (tty) fprintf(stderr, "\n");
     clock_gettime(CLOCK_MONOTONIC, &t1);
     r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     free(line);
@@ -691,6 +694,16 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
         goto out;
     }
     const ey_model_config *tc = &m->cfg;
+    if (o.topk > tc->n_vocab) {
+        fprintf(stderr, "eyrie train-drafter: --teacher-topk %d exceeds the vocabulary %d\n", o.topk,
+                tc->n_vocab);
+        goto out;
+    }
+    if (o.data && o.max_len > tc->n_ctx_train && tc->n_ctx_train >= 2) {
+        fprintf(stderr, "eyrie train-drafter: --max-len %d capped at the model's training context "
+                        "%d\n", o.max_len, tc->n_ctx_train);
+        o.max_len = tc->n_ctx_train;
+    }
     if (o.eval && access(o.eval, R_OK)) {
         fprintf(stderr, "eyrie train-drafter: cannot read --eval '%s'\n", o.eval);
         goto out;
@@ -719,6 +732,13 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
         for (int i = 0; i < n_aux; i++) aux[i] = hm->aux_layers[i];
         src.n = ey_hid_count(src.hf);
         data_hash = fnv(data_hash, &hm->n_tokens, sizeof hm->n_tokens);
+        data_hash = fnv(data_hash, &hm->k, sizeof hm->k);
+        data_hash = fnv(data_hash, hm->aux_layers, sizeof hm->aux_layers);
+        data_hash = fnv(data_hash, hm->model, strnlen(hm->model, sizeof hm->model));
+        for (long i = 0; i < ey_hid_count(src.hf); i++) {
+            int len = ey_hid_len(src.hf, i);
+            data_hash = fnv(data_hash, &len, sizeof len);
+        }
         data_hash = fnv(data_hash, &src.n, sizeof src.n);
         if (!src.n) {
             e = ey_err_set(EY_ERR_FORMAT, "%s has no records", o.hidden);
@@ -808,6 +828,11 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
             src.restrict_ids = ey_e3t_vocab(tr);
             src.n_restrict = d.Vd;
         }
+        if (step > total) {
+            e = ey_err_set(EY_ERR_FORMAT, "%s: step %ld beyond the run's %ld steps", ckpt, step,
+                           total);
+            goto fail;
+        }
         resumed = true;
         fprintf(stderr, "eyrie train-drafter: resumed from %s at step %ld of %ld\n", ckpt, step,
                 total);
@@ -839,6 +864,8 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    /* a progress bar on a terminal, one line per update otherwise */
+    const bool tty = isatty(STDERR_FILENO);
     ey_e3t_stats acc;
     memset(&acc, 0, sizeof acc);
     long acc_tok = 0;
@@ -856,7 +883,9 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
         /* the loss divisor: all rows of the batch */
         double norm = 0;
         for (int i = i0; i < i1; i++)
-            norm += src.hf ? (double)ey_hid_len(src.hf, perm[i]) : (double)src.len[perm[i]];
+            norm += src.hf ? (double)(ey_hid_len(src.hf, perm[i]) < EY_E3T_MAX_T
+                                          ? ey_hid_len(src.hf, perm[i]) : EY_E3T_MAX_T)
+                           : (double)src.len[perm[i]];
         ey_e3t_zero_grad(tr);
         for (int i = i0; i < i1 && !e; i++) {
             ey_e3t_seq q;
@@ -867,6 +896,11 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
         }
         if (e) goto fail;
         double gn = ey_e3t_adamw_step(tr, &opt, step);
+        if (!isfinite(gn)) {
+            e = ey_err_set(EY_ERR_FORMAT, "non-finite gradient at step %ld (non-finite or "
+                           "overflowing data?); the last checkpoint is kept", step + 1);
+            goto fail;
+        }
         step++;
         if (step % o.log_every == 0 || step == stop_at) {
             double t = now_s();
@@ -887,7 +921,7 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
             int w = 24, fill = (int)((double)step / total * w);
             double el = t - t_start, eta = el / (double)(step) * (double)(stop_at - step);
             if (resumed) eta = 0;
-            fprintf(stderr, "\r[");
+            fprintf(stderr, "%s[", tty ? "\r" : "");
             for (int i = 0; i < w; i++) fputc(i < fill ? '=' : i == fill ? '>' : ' ', stderr);
             fprintf(stderr, "] %ld/%ld ep %.2f loss %.3f acc", step, total, (double)step / spe, l0);
             for (int j = 0; j < o.K && j < 4; j++)
@@ -895,24 +929,30 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
             fprintf(stderr, " lr %.2e %.0f tok/s", ey_e3t_lr_at(&opt, step - 1),
                     acc_tok / (t - t_log));
             if (eta > 0) fprintf(stderr, " ETA %dm%02ds", (int)(eta / 60), (int)eta % 60);
-            fprintf(stderr, "   ");
+            fprintf(stderr, tty ? "   " : "\n");
             memset(&acc, 0, sizeof acc);
             acc_tok = 0;
             t_log = t;
         }
         if (step % o.save_every == 0 || step == stop_at || g_stop)
             if ((e = ey_e3t_save(tr, ckpt, step, &rs, sizeof rs))) goto fail;
-        if (o.eval && o.eval_every && step % o.eval_every == 0 && step < total) {
+        if (o.eval && o.eval_every && step % o.eval_every == 0 && step < total && !g_stop) {
+            /* checkpoint first: an evaluation never costs training steps */
+            if ((e = ey_e3t_save(tr, ckpt, step, &rs, sizeof rs))) goto fail;
             snprintf(path, sizeof path, "%s/drafter", o.out);
             eval_res er;
-            fprintf(stderr, "\n");
-            if ((e = export_drafter(tr, &d, m, aux, path, o.export_dtype))) goto fail;
-            if ((e = evaluate(&o, m, path, &er))) goto fail;
-            log_eval(logf, step, &er);
+            if (tty) fprintf(stderr, "\n");
+            if ((e = export_drafter(tr, &d, m, aux, path, o.export_dtype)) ||
+                (e = evaluate(&o, m, path, &er)))
+                fprintf(stderr, "eyrie train-drafter: evaluation at step %ld failed (%s); "
+                                "training goes on\n", step, ey_err_detail());
+            else log_eval(logf, step, &er);
+            e = EY_OK;
         }
     }
-    fprintf(stderr, "\n");
+    if (tty) fprintf(stderr, "\n");
     if (g_stop) {
+        if ((e = ey_e3t_save(tr, ckpt, step, &rs, sizeof rs))) goto fail;
         fprintf(stderr, "eyrie train-drafter: interrupted at step %ld; checkpoint saved, re-run "
                         "the same command to resume\n", step);
         rc = 130;
@@ -938,7 +978,8 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
     rc = 0;
     goto out;
 fail:
-    fprintf(stderr, "\neyrie train-drafter: %s: %s\n", ey_strerror(e), ey_err_detail());
+    fprintf(stderr, "%seyrie train-drafter: %s: %s\n", isatty(STDERR_FILENO) ? "\n" : "",
+            ey_strerror(e), ey_err_detail());
 out:
     if (logf) fclose(logf);
     source_free(&src);
