@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline bool ey_arg_long(const char *s, long lo, long hi, long *out)
 {
@@ -45,6 +46,17 @@ static inline bool ey_arg_u64(const char *s, uint64_t *out)
     if (errno || end == s || *end) return false;
     *out = v;
     return true;
+}
+
+/* A --device value: "cpu", or "cuda" / "cuda:N" (N in [0, 64]). */
+static inline bool ey_arg_device(const char *s, bool *cuda, int *dev)
+{
+    *cuda = false;
+    *dev = 0;
+    if (!strcmp(s, "cpu")) return true;
+    if (strncmp(s, "cuda", 4) || (s[4] && s[4] != ':')) return false;
+    *cuda = true;
+    return !s[4] || ey_arg_int(s + 5, 0, 64, dev);
 }
 
 #endif

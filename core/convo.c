@@ -38,6 +38,12 @@ static ey_err render_ids(const ey_model *m, const ey_chat_msg *msgs, int n, bool
     return EY_OK;
 }
 
+ey_err ey_convo_prompt(const ey_model *m, const ey_chat_msg *msgs, int n, int32_t **ids,
+                       int *n_ids)
+{
+    return render_ids(m, msgs, n, true, ids, n_ids);
+}
+
 static bool is_prefix(const int32_t *p, int np, const int32_t *full, int nf)
 {
     return np <= nf && (np == 0 || memcmp(p, full, (size_t)np * sizeof *p) == 0);

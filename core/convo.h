@@ -29,4 +29,10 @@
 ey_err ey_convo_tokens(const ey_model *m, const ey_chat_msg *msgs, int n, int32_t **ids,
                        uint8_t **mask, int *n_ids);
 
+/* The prompt a model answering after msgs[0, n) sees: the template with the
+ * generation prompt, tokenized, BOS first as for ey_convo_tokens (*ids
+ * malloc'ed). */
+ey_err ey_convo_prompt(const ey_model *m, const ey_chat_msg *msgs, int n, int32_t **ids,
+                       int *n_ids);
+
 #endif

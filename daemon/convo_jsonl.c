@@ -2,6 +2,8 @@
  * `eyrie gen-data` and `eyrie token-freq`. */
 #include "convo_jsonl.h"
 
+#include "../core/convo.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,4 +200,49 @@ bad:
     ey_jsonl_conv_free(c, n + (extra > 0 ? extra : 0));
     cJSON_Delete(root);
     return false;
+}
+
+bool ey_jsonl_blank(char *line, ssize_t *len)
+{
+    while (*len > 0 && (line[*len - 1] == '\n' || line[*len - 1] == '\r')) line[--*len] = 0;
+    for (ssize_t i = 0; i < *len; i++)
+        if (line[i] != ' ' && line[i] != '\t') return false;
+    return true;
+}
+
+ey_err ey_jsonl_convo_tokens(const ey_model *m, const char *line, int32_t **ids, uint8_t **mask,
+                             int *n, bool *bad_line, char *err, size_t en)
+{
+    *ids = NULL;
+    *mask = NULL;
+    *n = 0;
+    *bad_line = false;
+    ey_jsonl_conv jc;
+    if (!ey_jsonl_conv_parse(line, 0, &jc, err, en)) {
+        if (!strcmp(err, "no memory")) return ey_err_set(EY_ERR_NOMEM, "no memory");
+        *bad_line = true;
+        return EY_ERR_FORMAT;
+    }
+    ey_chat_msg *msgs = malloc((size_t)jc.n_msg * sizeof *msgs);
+    ey_err e = msgs ? EY_OK : ey_err_set(EY_ERR_NOMEM, "no memory");
+    for (int i = 0; !e && i < jc.n_msg; i++) msgs[i] = (ey_chat_msg){jc.role[i], jc.content[i]};
+    if (!e) e = ey_convo_tokens(m, msgs, jc.n_msg, ids, mask, n);
+    if (e) snprintf(err, en, "%s", ey_err_detail());
+    free(msgs);
+    ey_jsonl_conv_free(&jc, jc.n_msg);
+    return e;
+}
+
+char *ey_path_base(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t s = n;
+    while (s > 0 && path[s - 1] != '/') s--;
+    char *b = malloc(n - s + 1);
+    if (b) {
+        memcpy(b, path + s, n - s);
+        b[n - s] = 0;
+    }
+    return b;
 }

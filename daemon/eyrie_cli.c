@@ -770,23 +770,13 @@ static int cmd_generate(int argc, char **argv)
     }
 
     ey_backend *be = NULL;
-    if (!strcmp(device, "cpu")) {
-        e = ey_backend_cpu_create(threads, &be);
-    } else if (!strncmp(device, "cuda", 4)) {
-        int dev = 0;
-        if (device[4] == ':' && !ey_arg_int(device + 5, 0, 64, &dev)) {
-            fprintf(stderr, "eyrie generate: bad device '%s'\n", device);
-            return 2;
-        }
-        if (device[4] && device[4] != ':') {
-            fprintf(stderr, "eyrie generate: bad device '%s'\n", device);
-            return 2;
-        }
-        e = ey_backend_cuda_create(dev, &be);
-    } else {
-        fprintf(stderr, "eyrie generate: unknown device '%s' (cpu, cuda[:N])\n", device);
+    bool cuda;
+    int dev;
+    if (!ey_arg_device(device, &cuda, &dev)) {
+        fprintf(stderr, "eyrie generate: bad device '%s' (cpu, cuda[:N])\n", device);
         return 2;
     }
+    e = cuda ? ey_backend_cuda_create(dev, &be) : ey_backend_cpu_create(threads, &be);
     if (e) return fail("backend", e);
 
     char *mpath = model ? strdup(model) : ey_default_model_path();

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "../core/chat.h"
+#include "../core/convo.h"
 #include "../core/generate.h"
 #include "../core/model.h"
 #include "../core/spec.h"
@@ -149,15 +150,6 @@ static void strset_free(strset *t)
     free(t->keys);
     free(t->vals);
     memset(t, 0, sizeof *t);
-}
-
-/* Strip the line end; true if only whitespace is left. */
-static bool chomp_blank(char *line, ssize_t *len)
-{
-    while (*len > 0 && (line[*len - 1] == '\n' || line[*len - 1] == '\r')) line[--*len] = 0;
-    for (ssize_t i = 0; i < *len; i++)
-        if (line[i] != ' ' && line[i] != '\t') return false;
-    return true;
 }
 
 /* ------------------------------------------------------------ conversations */
@@ -322,39 +314,16 @@ static void note(gd *g, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Prompt ids of the turn at message `upto`, as ey_prompt_chat builds them:
- * the template over messages [0, upto) with the generation prompt, BOS
- * prepended when the tokenizer asks for it and the template does not emit
- * it itself. */
+/* Prompt ids of the turn at message `upto`: the template over messages
+ * [0, upto) with the generation prompt (ey_convo_prompt). */
 static ey_err build_prompt(const ey_model *m, const conv *c, int upto, int32_t **ids, int *n)
 {
-    *ids = NULL;
-    *n = 0;
     ey_chat_msg *msgs = malloc(((size_t)upto + 1) * sizeof *msgs);
     if (!msgs) return ey_err_set(EY_ERR_NOMEM, "no memory");
     for (int i = 0; i < upto; i++) msgs[i] = (ey_chat_msg){c->role[i], c->content[i]};
-    char *txt = NULL;
-    ey_err e = ey_chat_render(&m->chat, msgs, upto, true, &txt);
+    ey_err e = ey_convo_prompt(m, msgs, upto, ids, n);
     free(msgs);
-    if (e) return e;
-    int32_t *t = NULL;
-    int nt = 0;
-    e = ey_tokenize(m->tok, txt, strlen(txt), true, &t, &nt);
-    free(txt);
-    if (e) return e;
-    bool add_bos = ey_tokenizer_add_bos(m->tok) && !m->chat.bos_in_template;
-    int32_t bos = ey_tokenizer_bos(m->tok);
-    int k = add_bos && bos >= 0 ? 1 : 0;
-    *ids = malloc(((size_t)nt + k + 1) * sizeof **ids);
-    if (!*ids) {
-        free(t);
-        return ey_err_set(EY_ERR_NOMEM, "no memory");
-    }
-    if (k) (*ids)[0] = bos;
-    memcpy(*ids + k, t, (size_t)nt * sizeof *t);
-    *n = nt + k;
-    free(t);
-    return EY_OK;
+    return e;
 }
 
 /* Start the current turn. EY_ERR_NOMEM is fatal; any other error means the
@@ -455,7 +424,7 @@ static int scan_out(const char *path, const char *model_name, strset *done)
         bool has_nl = line[len - 1] == '\n';
         off_t next = off + len;
         ssize_t l = len;
-        if (chomp_blank(line, &l)) {
+        if (ey_jsonl_blank(line, &l)) {
             off = good_end = next;
             continue;
         }
@@ -521,7 +490,7 @@ static conv *read_conv(FILE *in, const todo *t, char **line, size_t *cap)
     if (fseeko(in, t->off, SEEK_SET)) return NULL;
     ssize_t len = getline(line, cap, in);
     if (len <= 0) return NULL;
-    chomp_blank(*line, &len);
+    ey_jsonl_blank(*line, &len);
     char err[256];
     return conv_parse(*line, t->line_no, err, sizeof err);
 }
@@ -620,20 +589,6 @@ out:
     return rc;
 }
 
-static char *base_name(const char *path)
-{
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/') n--;
-    size_t s = n;
-    while (s > 0 && path[s - 1] != '/') s--;
-    char *b = malloc(n - s + 1);
-    if (b) {
-        memcpy(b, path + s, n - s);
-        b[n - s] = 0;
-    }
-    return b;
-}
-
 int ey_cli_gen_data(int argc, char **argv, const char *default_model)
 {
     enum { O_MODEL = 256, O_PROMPTS, O_OUT, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP,
@@ -705,14 +660,8 @@ int ey_cli_gen_data(int argc, char **argv, const char *default_model)
     }
     int dev = 0;
     bool cuda = false;
-    if (!strncmp(device, "cuda", 4) && (!device[4] || device[4] == ':')) {
-        cuda = true;
-        if (device[4] == ':' && !ey_arg_int(device + 5, 0, 64, &dev)) {
-            fprintf(stderr, "eyrie gen-data: bad device '%s'\n", device);
-            return 2;
-        }
-    } else if (strcmp(device, "cpu")) {
-        fprintf(stderr, "eyrie gen-data: unknown device '%s' (cpu, cuda[:N])\n", device);
+    if (!ey_arg_device(device, &cuda, &dev)) {
+        fprintf(stderr, "eyrie gen-data: bad device '%s' (cpu, cuda[:N])\n", device);
         return 2;
     }
 
@@ -723,7 +672,7 @@ int ey_cli_gen_data(int argc, char **argv, const char *default_model)
     long n_todo = 0, cap_todo = 0, n_bad = 0, n_had = 0, n_good = 0;
     FILE *in = NULL;
     ey_backend *be = NULL;
-    char *line = NULL, *name = base_name(mpath);
+    char *line = NULL, *name = ey_path_base(mpath);
     size_t lcap = 0;
     int rc = 1;
     if (!name) goto out;
@@ -746,7 +695,7 @@ int ey_cli_gen_data(int argc, char **argv, const char *default_model)
             off_t here = off;
             off += len;
             line_no++;
-            if (chomp_blank(line, &len)) continue;
+            if (ey_jsonl_blank(line, &len)) continue;
             conv *c = conv_parse(line, line_no, err, sizeof err);
             const int *first = c ? strset_find(&seen, c->id_key) : NULL;
             if (first) snprintf(err, sizeof err, "duplicate id %.64s (first on line %d)",

@@ -20,8 +20,6 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "../core/chat.h"
-#include "../core/convo.h"
 #include "../core/model.h"
 #include "../core/tokenizer.h"
 #include "../kernels/ey_backend.h"
@@ -148,41 +146,19 @@ int ey_cli_token_freq(int argc, char **argv, const char *default_model)
     ssize_t len;
     while ((!limit || n_conv < limit) && (len = getline(&line, &lcap, in)) != -1) {
         line_no++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        bool blank = true;
-        for (ssize_t i = 0; i < len && blank; i++) blank = line[i] == ' ' || line[i] == '\t';
-        if (blank) continue;
+        if (ey_jsonl_blank(line, &len)) continue;
         char err[256];
-        ey_jsonl_conv jc;
-        if (!ey_jsonl_conv_parse(line, 0, &jc, err, sizeof err)) {
-            if (!strcmp(err, "no memory")) {
-                fprintf(stderr, "eyrie token-freq: no memory\n");
-                goto out;
-            }
-            fprintf(stderr, "eyrie token-freq: %s:%d: %s; skipped\n", in_path, line_no, err);
-            n_bad++;
-            continue;
-        }
-        ey_chat_msg *msgs = malloc((size_t)jc.n_msg * sizeof *msgs);
-        if (!msgs) {
-            ey_jsonl_conv_free(&jc, jc.n_msg);
-            fprintf(stderr, "eyrie token-freq: no memory\n");
-            goto out;
-        }
-        for (int i = 0; i < jc.n_msg; i++) msgs[i] = (ey_chat_msg){jc.role[i], jc.content[i]};
         int32_t *ids = NULL;
         uint8_t *mask = NULL;
         int n_ids = 0;
-        e = ey_convo_tokens(m, msgs, jc.n_msg, &ids, &mask, &n_ids);
-        free(msgs);
-        ey_jsonl_conv_free(&jc, jc.n_msg);
+        bool bad_line;
+        e = ey_jsonl_convo_tokens(m, line, &ids, &mask, &n_ids, &bad_line, err, sizeof err);
         if (e == EY_ERR_NOMEM) {
             fprintf(stderr, "eyrie token-freq: no memory\n");
             goto out;
         }
         if (e) {
-            fprintf(stderr, "eyrie token-freq: %s:%d: %s; skipped\n", in_path, line_no,
-                    ey_err_detail());
+            fprintf(stderr, "eyrie token-freq: %s:%d: %s; skipped\n", in_path, line_no, err);
             n_bad++;
             continue;
         }

@@ -27,8 +27,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "../core/chat.h"
-#include "../core/convo.h"
 #include "../core/forward.h"
 #include "../core/generate.h"
 #include "../core/model.h"
@@ -139,28 +137,6 @@ static void note(dh *g, const char *fmt, ...)
     va_end(ap);
 }
 
-static char *base_name(const char *path)
-{
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/') n--;
-    size_t s = n;
-    while (s > 0 && path[s - 1] != '/') s--;
-    char *b = malloc(n - s + 1);
-    if (b) {
-        memcpy(b, path + s, n - s);
-        b[n - s] = 0;
-    }
-    return b;
-}
-
-static bool blank_line(char *line, ssize_t *len)
-{
-    while (*len > 0 && (line[*len - 1] == '\n' || line[*len - 1] == '\r')) line[--*len] = 0;
-    for (ssize_t i = 0; i < *len; i++)
-        if (line[i] != ' ' && line[i] != '\t') return false;
-    return true;
-}
-
 /* "a,b,c" -> up to EY_HID_MAX_AUX ids >= 0 */
 static bool parse_aux(const char *s, int *ids, int *n)
 {
@@ -231,20 +207,14 @@ int ey_cmd_dump_hidden(int argc, char **argv)
     }
     int dev = 0;
     bool cuda = false;
-    if (!strncmp(device, "cuda", 4) && (!device[4] || device[4] == ':')) {
-        cuda = true;
-        if (device[4] == ':' && !ey_arg_int(device + 5, 0, 64, &dev)) {
-            fprintf(stderr, "eyrie dump-hidden: bad device '%s'\n", device);
-            return 2;
-        }
-    } else if (strcmp(device, "cpu")) {
-        fprintf(stderr, "eyrie dump-hidden: unknown device '%s' (cpu, cuda[:N])\n", device);
+    if (!ey_arg_device(device, &cuda, &dev)) {
+        fprintf(stderr, "eyrie dump-hidden: bad device '%s' (cpu, cuda[:N])\n", device);
         return 2;
     }
 
     int rc = 1;
     char *mpath = model ? strdup(model) : ey_default_model_path();
-    char *name = mpath ? base_name(mpath) : NULL;
+    char *name = mpath ? ey_path_base(mpath) : NULL;
     char *line = NULL;
     size_t lcap = 0;
     FILE *in = NULL;
@@ -269,7 +239,7 @@ int ey_cmd_dump_hidden(int argc, char **argv)
     { /* the conversation count for the ETA: non-blank lines */
         ssize_t len;
         while ((len = getline(&line, &lcap, in)) > 0)
-            if (!blank_line(line, &len)) g.total++;
+            if (!ey_jsonl_blank(line, &len)) g.total++;
         if (ferror(in)) {
             fprintf(stderr, "eyrie dump-hidden: %s: read error\n", in_path);
             goto out;
@@ -365,46 +335,25 @@ int ey_cmd_dump_hidden(int argc, char **argv)
     rc = 0;
     while (!g_stop && (!limit || valid < limit) && (len = getline(&line, &lcap, in)) > 0) {
         line_no++;
-        if (blank_line(line, &len)) continue;
+        if (ey_jsonl_blank(line, &len)) continue;
         const bool quiet = valid < n_done; /* before the resume point: already reported */
         if (valid >= n_done) g.seen++;
         else g.seen0 = ++g.seen;
         char err[256];
-        ey_jsonl_conv jc;
-        if (!ey_jsonl_conv_parse(line, 0, &jc, err, sizeof err)) {
-            if (!strcmp(err, "no memory")) {
-                note(&g, "eyrie dump-hidden: no memory\n");
-                rc = 1;
-                break;
-            }
-            if (!quiet) note(&g, "eyrie dump-hidden: %s:%d: %s; skipped\n", in_path, line_no, err);
-            n_bad++;
-            continue;
-        }
-        ey_chat_msg *msgs = malloc((size_t)jc.n_msg * sizeof *msgs);
-        if (!msgs) {
-            ey_jsonl_conv_free(&jc, jc.n_msg);
-            note(&g, "eyrie dump-hidden: no memory\n");
-            rc = 1;
-            break;
-        }
-        for (int i = 0; i < jc.n_msg; i++) msgs[i] = (ey_chat_msg){jc.role[i], jc.content[i]};
         int32_t *ids = NULL;
         uint8_t *mask = NULL;
         int n_ids = 0;
-        e = ey_convo_tokens(m, msgs, jc.n_msg, &ids, &mask, &n_ids);
-        free(msgs);
-        ey_jsonl_conv_free(&jc, jc.n_msg);
+        bool bad_line;
+        e = ey_jsonl_convo_tokens(m, line, &ids, &mask, &n_ids, &bad_line, err, sizeof err);
         if (e == EY_ERR_NOMEM) {
             note(&g, "eyrie dump-hidden: no memory\n");
             rc = 1;
             break;
         }
         if (e) {
-            if (!quiet)
-                note(&g, "eyrie dump-hidden: %s:%d: %s; skipped\n", in_path, line_no,
-                     ey_err_detail());
-            n_refused++;
+            if (!quiet) note(&g, "eyrie dump-hidden: %s:%d: %s; skipped\n", in_path, line_no, err);
+            if (bad_line) n_bad++;
+            else n_refused++;
             continue;
         }
         int T = n_ids < max_len ? n_ids : max_len;

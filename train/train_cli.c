@@ -301,28 +301,13 @@ static ey_err load_conversations(const ey_model *m, const char *path, int max_le
     ey_err e = EY_OK;
     while (!e && (len = getline(&line, &cap, fp)) != -1) {
         line_no++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (!len) continue;
+        if (ey_jsonl_blank(line, &len)) continue;
         char err[256];
-        ey_jsonl_conv jc;
-        if (!ey_jsonl_conv_parse(line, 0, &jc, err, sizeof err)) {
-            fprintf(stderr, "eyrie train-drafter: %s:%d: %s; skipped\n", path, line_no, err);
-            skipped++;
-            continue;
-        }
-        ey_chat_msg *msgs = malloc((size_t)jc.n_msg * sizeof *msgs);
-        if (!msgs) {
-            ey_jsonl_conv_free(&jc, jc.n_msg);
-            e = ey_err_set(EY_ERR_NOMEM, "no memory");
-            break;
-        }
-        for (int i = 0; i < jc.n_msg; i++) msgs[i] = (ey_chat_msg){jc.role[i], jc.content[i]};
         int32_t *ids = NULL;
         uint8_t *mask = NULL;
         int n = 0;
-        ey_err ce = ey_convo_tokens(m, msgs, jc.n_msg, &ids, &mask, &n);
-        free(msgs);
-        ey_jsonl_conv_free(&jc, jc.n_msg);
+        bool bad_line;
+        ey_err ce = ey_jsonl_convo_tokens(m, line, &ids, &mask, &n, &bad_line, err, sizeof err);
         if (ce == EY_ERR_NOMEM) {
             e = ce;
             break;
@@ -332,7 +317,7 @@ static ey_err load_conversations(const ey_model *m, const char *path, int max_le
         for (int i = 0; !ce && i < n; i++) masked += mask[i];
         if (ce || n < 3 || !masked) {
             fprintf(stderr, "eyrie train-drafter: %s:%d: %s; skipped\n", path, line_no,
-                    ce ? ey_err_detail() : "no assistant tokens");
+                    ce ? err : "no assistant tokens");
             free(ids);
             free(mask);
             skipped++;
