@@ -1206,16 +1206,12 @@ ey_err ey_eagle3_write_random(const ey_model *target, const char *dir,
         /* copy the target's embedding (dequantized) into the drafter */
         ADD("embed_tokens.weight", dt, 2, V, H);
         if (!e) {
-            size_t rb = ey_dtype_row_bytes(target->tok_embd.type, H);
-            uint8_t *raw = malloc(rb * (size_t)V);
             float *rowf = malloc((size_t)H * sizeof *rowf);
-            if (!raw || !rowf) e = ey_err_set(EY_ERR_NOMEM, "no memory");
-            if (!e) e = target->be->iface.buf_get(target->be, raw, target->tok_embd.p, rb * (size_t)V);
-            for (int v = 0; !e && v < V; v++) {
-                ey_dequant_row(target->tok_embd.type, raw + (size_t)v * rb, rowf, H);
-                for (int i = 0; i < H; i++) put_f(&ts[n - 1], (size_t)v * H + i, rowf[i]);
+            if (!rowf) e = ey_err_set(EY_ERR_NOMEM, "no memory");
+            for (int32_t v = 0; !e && v < V; v++) {
+                e = ey_weight_rows_f32(target->be, &target->tok_embd, H, &v, 1, rowf);
+                for (int i = 0; !e && i < H; i++) put_f(&ts[n - 1], (size_t)v * H + i, rowf[i]);
             }
-            free(raw);
             free(rowf);
         }
     }

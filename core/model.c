@@ -549,3 +549,19 @@ float ey_rope_inv_freq(float theta, int i, int dim, const char *scaling, float f
     }
     return scaled;
 }
+
+ey_err ey_weight_rows_f32(ey_backend *be, const ey_weight *w, int64_t K, const int32_t *rows,
+                          int n, float *out)
+{
+    size_t rb = ey_dtype_row_bytes(w->type, K);
+    uint8_t *raw = malloc(rb ? rb : 1);
+    if (!raw) return ey_err_set(EY_ERR_NOMEM, "no memory");
+    ey_err e = EY_OK;
+    for (int i = 0; !e && i < n; i++) {
+        size_t r = rows ? (size_t)rows[i] : (size_t)i;
+        e = be->iface.buf_get(be, raw, ey_ptr_at(w->p, r * rb), rb);
+        if (!e) ey_dequant_row(w->type, raw, out + (size_t)i * (size_t)K, K);
+    }
+    free(raw);
+    return e;
+}

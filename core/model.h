@@ -74,6 +74,12 @@ void ey_model_free(ey_model *m);
 
 const char *ey_arch_name(ey_arch a);
 
+/* Rows of a weight, dequantized to f32: rows[i] (rows NULL: row i) for
+ * i < n, K elements each, into out[n][K] (the drafter trainer and writer
+ * read the target's embedding and head this way). */
+ey_err ey_weight_rows_f32(ey_backend *be, const ey_weight *w, int64_t K, const int32_t *rows,
+                          int n, float *out);
+
 /* RoPE inverse frequency of pair i of a dim-wide rotation with base theta
  * and scaling "none" | "linear" | "llama3" (transformers' f32 arithmetic);
  * shared by the target and the EAGLE-3 drafter. */

@@ -413,23 +413,6 @@ static ey_err pick_vocab(const topts *o, source *src, int V, int Vd, int32_t *se
 
 /* ---------------------------------------------------------------- init */
 
-/* Dequantized rows of a target weight [rows][H] (the embedding, the head). */
-static ey_err weight_rows(const ey_model *m, const ey_weight *w, const int32_t *rows, int n, int H,
-                          float *out)
-{
-    size_t rb = ey_dtype_row_bytes(w->type, H);
-    uint8_t *raw = malloc(rb);
-    if (!raw) return ey_err_set(EY_ERR_NOMEM, "no memory");
-    ey_err e = EY_OK;
-    for (int i = 0; !e && i < n; i++) {
-        size_t r = rows ? (size_t)rows[i] : (size_t)i;
-        e = m->be->iface.buf_get(m->be, raw, ey_ptr_at(w->p, r * rb), rb);
-        if (!e) ey_dequant_row(w->type, raw, out + (size_t)i * H, H);
-    }
-    free(raw);
-    return e;
-}
-
 static ey_err init_params(ey_e3t *tr, const ey_e3t_dims *d, const topts *o, const ey_model *m)
 {
     const ey_e3t_layout *L = ey_e3t_layout_of(tr);
@@ -444,8 +427,9 @@ static ey_err init_params(ey_e3t *tr, const ey_e3t_dims *d, const topts *o, cons
     }
     if (!o->head_target) return EY_OK;
     /* lm_head rows of the draft vocabulary and the final norm from the target */
-    ey_err e = weight_rows(m, &m->output, ey_e3t_vocab(tr), d->Vd, d->H, p + L->off[E3T_LM_HEAD]);
-    if (!e) e = weight_rows(m, &m->out_norm, NULL, 1, d->H, p + L->off[E3T_NORM]);
+    ey_err e = ey_weight_rows_f32(m->be, &m->output, d->H, ey_e3t_vocab(tr), d->Vd,
+                                  p + L->off[E3T_LM_HEAD]);
+    if (!e) e = ey_weight_rows_f32(m->be, &m->out_norm, d->H, NULL, 1, p + L->off[E3T_NORM]);
     return e;
 }
 
@@ -477,14 +461,9 @@ static ey_err init_from_dir(ey_e3t *tr, const ey_e3t_dims *d, const char *dir,
                            ey_e3t_tensor_name(i));
             break;
         }
+        /* vectors are stored as one row */
         size_t rows = L->cols[i] == 1 ? 1 : L->rows[i], cols = L->cols[i] == 1 ? L->rows[i] : L->cols[i];
-        size_t rb = ey_dtype_row_bytes(ws[i]->type, (int64_t)cols);
-        uint8_t *raw = malloc(rb * rows);
-        if (!raw) e = ey_err_set(EY_ERR_NOMEM, "no memory");
-        if (!e) e = m->be->iface.buf_get(dr->be, raw, ws[i]->p, rb * rows);
-        for (size_t r = 0; !e && r < rows; r++)
-            ey_dequant_row(ws[i]->type, raw + r * rb, p + L->off[i] + r * cols, (int64_t)cols);
-        free(raw);
+        e = ey_weight_rows_f32(dr->be, ws[i], (int64_t)cols, NULL, (int)rows, p + L->off[i]);
     }
     if (!e) {
         int32_t *sel = malloc((size_t)dr->cfg.Vd * sizeof *sel);
@@ -763,7 +742,7 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
         e = ey_err_set(EY_ERR_NOMEM, "no memory for the embedding");
         goto fail;
     }
-    if ((e = weight_rows(m, &m->tok_embd, NULL, d.V, d.H, embed))) goto fail;
+    if ((e = ey_weight_rows_f32(m->be, &m->tok_embd, d.H, NULL, d.V, embed))) goto fail;
     ey_e3t_opts to = {.K = o.K, .decay = o.decay, .rope_theta = tc->rope_theta,
                       .inv_freq = inv_freq};
     if ((e = ey_e3t_create(&d, &to, embed, &tr))) goto fail;
@@ -867,10 +846,11 @@ int ey_cli_train_drafter(int argc, char **argv, const char *default_model)
         int i0 = (int)(b * o.batch), i1 = i0 + o.batch < src.n ? i0 + o.batch : src.n;
         /* the loss divisor: all rows of the batch */
         double norm = 0;
-        for (int i = i0; i < i1; i++)
-            norm += src.hf ? (double)(ey_hid_len(src.hf, perm[i]) < EY_E3T_MAX_T
-                                          ? ey_hid_len(src.hf, perm[i]) : EY_E3T_MAX_T)
-                           : (double)src.len[perm[i]];
+        for (int i = i0; i < i1; i++) {
+            /* the rows source_get gives: records cut to EY_E3T_MAX_T */
+            int T = src.hf ? ey_hid_len(src.hf, perm[i]) : src.len[perm[i]];
+            norm += T < EY_E3T_MAX_T ? T : EY_E3T_MAX_T;
+        }
         ey_e3t_zero_grad(tr);
         for (int i = i0; i < i1 && !e; i++) {
             ey_e3t_seq q;

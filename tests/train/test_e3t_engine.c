@@ -96,20 +96,6 @@ static void cleanup(void)
     if (system(cmd)) fprintf(stderr, "cleanup of %s failed\n", g_dir);
 }
 
-/* Dequantized rows [n][H] of a target weight. */
-static void weight_rows(const ey_model *m, const ey_weight *w, int n, int H, float *out)
-{
-    size_t rb = ey_dtype_row_bytes(w->type, H);
-    uint8_t *raw = malloc(rb);
-    if (!raw) die("weight_rows", EY_ERR_NOMEM);
-    for (int i = 0; i < n; i++) {
-        ey_err e = m->be->iface.buf_get(m->be, raw, ey_ptr_at(w->p, (size_t)i * rb), rb);
-        if (e) die("reading the embedding", e);
-        ey_dequant_row(w->type, raw, out + (size_t)i * H, H);
-    }
-    free(raw);
-}
-
 /* The exported files: config aux ids, d2t offsets and t2d. */
 static void check_files(const char *dir, const int aux[3], const int32_t *vocab, int Vd, int V)
 {
@@ -186,7 +172,8 @@ int main(int argc, char **argv)
         inv_freq[i] = ey_rope_inv_freq(tc->rope_theta, i, d.hd, "none", 1, 0, 0, 0);
     float *embed = malloc((size_t)V * H * sizeof *embed);
     if (!embed) die("embedding", EY_ERR_NOMEM);
-    weight_rows(m, &m->tok_embd, V, H, embed);
+    ey_err we = ey_weight_rows_f32(m->be, &m->tok_embd, H, NULL, V, embed);
+    if (we) die("reading the embedding", we);
     ey_e3t_opts to = {.K = KSTEPS, .decay = 0.8f, .rope_theta = tc->rope_theta,
                       .inv_freq = inv_freq};
     ey_e3t *tr = NULL;
