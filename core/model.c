@@ -60,11 +60,16 @@ static ey_err upload(ey_model *m, const void *host, size_t bytes, ey_ptr *out)
     return ey_owned_upload(&m->priv->own, m->be, host, bytes, out);
 }
 
-/* Fetch a tensor that must have shape [N][K] (N = 1 for vectors).
- * as_f32: convert to f32 on the host first (norms, biases). */
+/* How get_weight keeps a tensor: as read; converted to f32 on the host
+ * (norms, biases); or as a matmul weight, in the backend's own layout when
+ * it has one (ey_backend_i.weight_type: the CPU repacks Q4 matrices). */
+enum { W_RAW, W_F32, W_MM };
+
+/* Fetch a tensor that must have shape [N][K] (N = 1 for vectors). */
 static ey_err get_weight(ey_model *m, const char *name, int64_t K, int64_t N, bool vec,
-                         bool as_f32, bool required, ey_weight *w)
+                         int how, bool required, ey_weight *w)
 {
+    const bool as_f32 = how == W_F32;
     src_tensor t;
     memset(w, 0, sizeof *w);
     if (!find_src(m->priv, name, &t)) {
@@ -94,6 +99,19 @@ static ey_err get_weight(ey_model *m, const char *name, int64_t K, int64_t N, bo
         return upload(m, f, (size_t)nel * sizeof *f, &w->p);
     }
     w->type = t.type;
+    const struct ey_backend_i *bi = &m->be->iface;
+    ey_dtype rt = how == W_MM && bi->weight_type && bi->weight_repack
+                      ? bi->weight_type(m->be, t.type, N, K)
+                      : t.type;
+    if (rt != t.type) {
+        void *r = aligned_alloc(64, (t.bytes + 63) & ~(size_t)63);
+        if (!r) return ey_err_set(EY_ERR_NOMEM, "model: no memory for '%s'", name);
+        ey_err e = ey_owned_host(&m->priv->own, r);
+        if (e) { free(r); return e; }
+        bi->weight_repack(m->be, rt, r, t.data, N, K);
+        w->type = rt;
+        return upload(m, r, t.bytes, &w->p);
+    }
     return upload(m, t.data, t.bytes, &w->p);
 }
 
@@ -318,50 +336,50 @@ static ey_err load_weights(ey_model *m)
     ey_err e;
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return ey_err_set(EY_ERR_NOMEM, "no memory");
-#define W(dst, gname, hname, K, N, vec, f32, req)                                              \
+#define W(dst, gname, hname, K, N, vec, how, req)                                              \
     do {                                                                                      \
         if (g) snprintf(n, sizeof n, "%s", gname);                                            \
         else snprintf(n, sizeof n, "%s", hname);                                              \
-        if ((e = get_weight(m, n, K, N, vec, f32, req, dst))) return e;                       \
+        if ((e = get_weight(m, n, K, N, vec, how, req, dst))) return e;                       \
     } while (0)
     W(&m->tok_embd, "token_embd.weight", "model.embed_tokens.weight", H, c->n_vocab, false,
-      false, true);
-    W(&m->out_norm, "output_norm.weight", "model.norm.weight", H, 1, true, true, true);
+      W_RAW, true);
+    W(&m->out_norm, "output_norm.weight", "model.norm.weight", H, 1, true, W_F32, true);
     if (c->tied_embeddings) {
         m->output = m->tok_embd;
     } else {
-        W(&m->output, "output.weight", "lm_head.weight", H, c->n_vocab, false, false, true);
+        W(&m->output, "output.weight", "lm_head.weight", H, c->n_vocab, false, W_RAW, true);
     }
     for (int l = 0; l < c->n_layer; l++) {
         ey_layer_w *L = &m->layers[l];
         char gn[128], hn[160];
-#define LW(dst, gsuf, hsuf, K, N, vec, f32, req)                                               \
+#define LW(dst, gsuf, hsuf, K, N, vec, how, req)                                               \
     do {                                                                                      \
         snprintf(gn, sizeof gn, "blk.%d.%s", l, gsuf);                                        \
         snprintf(hn, sizeof hn, "model.layers.%d.%s", l, hsuf);                               \
-        W(dst, gn, hn, K, N, vec, f32, req);                                                  \
+        W(dst, gn, hn, K, N, vec, how, req);                                                  \
     } while (0)
-        LW(&L->attn_norm, "attn_norm.weight", "input_layernorm.weight", H, 1, true, true, true);
-        LW(&L->wq, "attn_q.weight", "self_attn.q_proj.weight", H, Q, false, false, true);
-        LW(&L->wk, "attn_k.weight", "self_attn.k_proj.weight", H, KV, false, false, true);
-        LW(&L->wv, "attn_v.weight", "self_attn.v_proj.weight", H, KV, false, false, true);
-        LW(&L->wo, "attn_output.weight", "self_attn.o_proj.weight", Q, H, false, false, true);
+        LW(&L->attn_norm, "attn_norm.weight", "input_layernorm.weight", H, 1, true, W_F32, true);
+        LW(&L->wq, "attn_q.weight", "self_attn.q_proj.weight", H, Q, false, W_MM, true);
+        LW(&L->wk, "attn_k.weight", "self_attn.k_proj.weight", H, KV, false, W_MM, true);
+        LW(&L->wv, "attn_v.weight", "self_attn.v_proj.weight", H, KV, false, W_MM, true);
+        LW(&L->wo, "attn_output.weight", "self_attn.o_proj.weight", Q, H, false, W_MM, true);
         if (c->qkv_bias) {
-            LW(&L->bq, "attn_q.bias", "self_attn.q_proj.bias", Q, 1, true, true, true);
-            LW(&L->bk, "attn_k.bias", "self_attn.k_proj.bias", KV, 1, true, true, true);
-            LW(&L->bv, "attn_v.bias", "self_attn.v_proj.bias", KV, 1, true, true, true);
+            LW(&L->bq, "attn_q.bias", "self_attn.q_proj.bias", Q, 1, true, W_F32, true);
+            LW(&L->bk, "attn_k.bias", "self_attn.k_proj.bias", KV, 1, true, W_F32, true);
+            LW(&L->bv, "attn_v.bias", "self_attn.v_proj.bias", KV, 1, true, W_F32, true);
         }
         if (c->qk_norm) {
             LW(&L->q_norm, "attn_q_norm.weight", "self_attn.q_norm.weight", c->head_dim, 1, true,
-               true, true);
+               W_F32, true);
             LW(&L->k_norm, "attn_k_norm.weight", "self_attn.k_norm.weight", c->head_dim, 1, true,
-               true, true);
+               W_F32, true);
         }
-        LW(&L->ffn_norm, "ffn_norm.weight", "post_attention_layernorm.weight", H, 1, true, true,
+        LW(&L->ffn_norm, "ffn_norm.weight", "post_attention_layernorm.weight", H, 1, true, W_F32,
            true);
-        LW(&L->w_gate, "ffn_gate.weight", "mlp.gate_proj.weight", H, F, false, false, true);
-        LW(&L->w_up, "ffn_up.weight", "mlp.up_proj.weight", H, F, false, false, true);
-        LW(&L->w_down, "ffn_down.weight", "mlp.down_proj.weight", F, H, false, false, true);
+        LW(&L->w_gate, "ffn_gate.weight", "mlp.gate_proj.weight", H, F, false, W_MM, true);
+        LW(&L->w_up, "ffn_up.weight", "mlp.up_proj.weight", H, F, false, W_MM, true);
+        LW(&L->w_down, "ffn_down.weight", "mlp.down_proj.weight", F, H, false, W_MM, true);
 #undef LW
         ey_weight *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)

@@ -25,7 +25,7 @@
 #include "../common/ey_err.h"
 #include "ey_dtype.h"
 
-#define EY_BACKEND_API 1
+#define EY_BACKEND_API 2
 
 typedef struct ey_buf ey_buf; /* backend-defined */
 typedef struct ey_backend ey_backend;
@@ -67,6 +67,15 @@ struct ey_backend_i {
      * borrows `host` (it must outlive the buffer, e.g. an mmap); a device
      * instance copies it. */
     ey_err (*buf_from_host)(ey_backend *be, const void *host, size_t bytes, ey_buf **out);
+    /* Optional (NULL: none). A matmul weight W[N,K] of type wt may be kept
+     * in a layout of the backend's own that its matmul runs faster on:
+     * weight_type says which (wt itself when none; the model then stores the
+     * weight as read), weight_repack writes host bytes src (N rows of wt)
+     * into dst, the same size, in that layout. Such a weight is only ever
+     * passed back to this backend's matmul. */
+    ey_dtype (*weight_type)(ey_backend *be, ey_dtype wt, int64_t N, int64_t K);
+    void (*weight_repack)(ey_backend *be, ey_dtype to, void *dst, const void *src, int64_t N,
+                          int64_t K);
     void (*buf_free)(ey_backend *be, ey_buf *buf);
     ey_err (*buf_set)(ey_backend *be, ey_ptr dst, const void *src, size_t bytes);
     ey_err (*buf_get)(ey_backend *be, void *dst, ey_ptr src, size_t bytes);

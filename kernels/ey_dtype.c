@@ -1,5 +1,7 @@
 #include "ey_dtype.h"
 
+#include "../common/ey_err.h"
+
 bool ey_dtype_valid(uint32_t t)
 {
     switch (t) {
@@ -22,13 +24,17 @@ const char *ey_dtype_name(ey_dtype t)
     case EY_I32: return "i32";
     case EY_I64: return "i64";
     case EY_BOOL: return "bool";
+    case EY_Q4_0_R8: return "q4_0_r8";
+    case EY_Q4_1_R8: return "q4_1_r8";
     }
     return "?";
 }
 
 int ey_dtype_block(ey_dtype t)
 {
-    return (t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0) ? EY_QK : 1;
+    return (t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0 || t == EY_Q4_0_R8 || t == EY_Q4_1_R8)
+               ? EY_QK
+               : 1;
 }
 
 size_t ey_dtype_block_bytes(ey_dtype t)
@@ -38,8 +44,8 @@ size_t ey_dtype_block_bytes(ey_dtype t)
     case EY_I64: return 8;
     case EY_BOOL: return 1;
     case EY_F16: case EY_BF16: return 2;
-    case EY_Q4_0: return sizeof(ey_block_q4_0);
-    case EY_Q4_1: return sizeof(ey_block_q4_1);
+    case EY_Q4_0: case EY_Q4_0_R8: return sizeof(ey_block_q4_0);
+    case EY_Q4_1: case EY_Q4_1_R8: return sizeof(ey_block_q4_1);
     case EY_Q8_0: return sizeof(ey_block_q8_0);
     }
     return 0;
@@ -99,6 +105,9 @@ void ey_dequant_row(ey_dtype t, const void *src, float *dst, int64_t n)
         return;
     }
     case EY_I32: case EY_I64: case EY_BOOL: /* not numeric weights */
+        return;
+    case EY_Q4_0_R8: case EY_Q4_1_R8: /* rows interleaved: no row of its own */
+        EY_ASSERT(!"ey_dequant_row on a repacked type");
         return;
     }
 }

@@ -24,6 +24,11 @@ typedef enum ey_dtype {
     EY_I64 = 27,
     EY_BF16 = 30,
     EY_BOOL = 1024, /* not a ggml type: safetensors masks (EAGLE-3 t2d) */
+    /* not ggml types: Q4_0 / Q4_1 matrices repacked by the CPU backend for its
+     * matmul kernels, 8 rows interleaved block by block (kernels/cpu/
+     * cpu_matmul.h); never read from or written to a file */
+    EY_Q4_0_R8 = 1025,
+    EY_Q4_1_R8 = 1026,
 } ey_dtype;
 
 #define EY_QK 32 /* elements per quantized block */
@@ -39,7 +44,8 @@ _Static_assert(sizeof(ey_block_q8_0) == 34, "q8_0 block");
 /* true if `t` is a type eyrie can hold as a weight. */
 bool ey_dtype_valid(uint32_t t);
 const char *ey_dtype_name(ey_dtype t);
-/* elements per block (1 for scalar types) and bytes per block */
+/* elements per block (1 for scalar types) and bytes per block; an R8 type
+ * counts as its base type (a group of 8 rows is 8 rows' bytes) */
 int ey_dtype_block(ey_dtype t);
 size_t ey_dtype_block_bytes(ey_dtype t);
 /* bytes of a row of n elements; 0 if n is not a multiple of the block size */

@@ -125,6 +125,21 @@ static void cpu_get_rows(ey_backend *be, ey_ptr out, ey_dtype wt, ey_ptr W, int6
         ey_dequant_row(wt, (const char *)P(W) + (size_t)id[t] * rb, o + (size_t)t * K, K);
 }
 
+/* Q4_0 / Q4_1 layer matrices are repacked by 8 rows (cpu_matmul.h, R8);
+ * EYRIE_REPACK=0 keeps them as read */
+static ey_dtype cpu_weight_type(ey_backend *be, ey_dtype wt, int64_t N, int64_t K)
+{
+    (void)be;
+    return ey_cpu_repack_type(wt, N, K);
+}
+
+static void cpu_weight_repack(ey_backend *be, ey_dtype to, void *dst, const void *src, int64_t N,
+                              int64_t K)
+{
+    (void)be;
+    ey_cpu_repack(to, dst, src, N, K);
+}
+
 static void cpu_matmul(ey_backend *be, ey_ptr y, ey_dtype wt, ey_ptr W, ey_ptr bias, ey_ptr x,
                        int64_t N, int64_t K, int T)
 {
@@ -306,6 +321,8 @@ ey_err ey_backend_cpu_create(int n_threads, ey_backend **out)
         .destroy = cpu_destroy,
         .buf_alloc = cpu_buf_alloc,
         .buf_from_host = cpu_buf_from_host,
+        .weight_type = cpu_weight_type,
+        .weight_repack = cpu_weight_repack,
         .buf_free = cpu_buf_free,
         .buf_set = cpu_buf_set,
         .buf_get = cpu_buf_get,

@@ -58,7 +58,56 @@ enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_AVX512VNNI = 3 };
 
 static inline int mm_is_quant(ey_dtype wt)
 {
-    return wt == EY_Q4_0 || wt == EY_Q4_1 || wt == EY_Q8_0;
+    return wt == EY_Q4_0 || wt == EY_Q4_1 || wt == EY_Q8_0 || wt == EY_Q4_0_R8 ||
+           wt == EY_Q4_1_R8;
+}
+
+static inline int mm_is_r8(ey_dtype wt) { return wt == EY_Q4_0_R8 || wt == EY_Q4_1_R8; }
+
+/* ------------------------------------------------------ R8 repacking */
+
+ey_dtype ey_cpu_repack_type(ey_dtype wt, int64_t N, int64_t K)
+{
+    const char *e = getenv("EYRIE_REPACK");
+    if (e && !strcmp(e, "0")) return wt;
+    if (N <= 0 || N % 8 || K <= 0 || K % EY_QK) return wt;
+    return wt == EY_Q4_0 ? EY_Q4_0_R8 : wt == EY_Q4_1 ? EY_Q4_1_R8 : wt;
+}
+
+/* bytes of the f16 heads of one R8 block group (d[8], and m[8] for Q4_1) */
+static inline size_t mm_r8_head(ey_dtype wt) { return wt == EY_Q4_1_R8 || wt == EY_Q4_1 ? 32 : 16; }
+
+void ey_cpu_repack(ey_dtype to, void *dst, const void *src, int64_t N, int64_t K)
+{
+    EY_ASSERT(mm_is_r8(to) && N % 8 == 0 && K % EY_QK == 0);
+    const size_t bsz = ey_dtype_block_bytes(to), rb = ey_dtype_row_bytes(to, K),
+                 head = mm_r8_head(to), hw = head / 16; /* f16 fields per block */
+    const int64_t nb = K / EY_QK;
+    for (int64_t g = 0; g < N / 8; g++) {
+        const uint8_t *rows = (const uint8_t *)src + (size_t)g * 8 * rb;
+        uint8_t *o = (uint8_t *)dst + (size_t)g * 8 * rb;
+        for (int64_t b = 0; b < nb; b++, o += 8 * bsz) {
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *blk = rows + (size_t)r * rb + (size_t)b * bsz;
+                for (size_t f = 0; f < hw; f++) memcpy(o + 16 * f + 2 * r, blk + 2 * f, 2);
+                for (int c = 0; c < 4; c++) memcpy(o + head + 32 * c + 4 * r, blk + 2 * hw + 4 * c, 4);
+            }
+        }
+    }
+}
+
+void ey_cpu_repack_row(ey_dtype wt, const void *W, int64_t n, int64_t K, void *row)
+{
+    EY_ASSERT(mm_is_r8(wt) && K % EY_QK == 0);
+    const size_t bsz = ey_dtype_block_bytes(wt), rb = ey_dtype_row_bytes(wt, K),
+                 head = mm_r8_head(wt), hw = head / 16;
+    const int r = (int)(n % 8);
+    const uint8_t *o = (const uint8_t *)W + (size_t)(n / 8) * 8 * rb;
+    uint8_t *out = row;
+    for (int64_t b = 0; b < K / EY_QK; b++, o += 8 * bsz, out += bsz) {
+        for (size_t f = 0; f < hw; f++) memcpy(out + 2 * f, o + 16 * f + 2 * r, 2);
+        for (int c = 0; c < 4; c++) memcpy(out + 2 * hw + 4 * c, o + head + 32 * c + 4 * r, 4);
+    }
 }
 
 static inline size_t mm_al64(size_t v) { return (v + 63) & ~(size_t)63; }
@@ -172,6 +221,40 @@ static void mm_q_scalar(const mm_args *a, int64_t n0, int64_t n1)
             float r = acc + coef * off;
             if (a->bias) r += a->bias[n];
             a->y[(size_t)t * (size_t)a->N + (size_t)n] = r;
+        }
+    }
+}
+
+/* R8 weights, one output at a time with the vector kernels' arithmetic (so
+ * the result is bitwise theirs): per block acc = fma(idot, d * dx, acc) then
+ * acc = fma(v, sx, acc) with v = m (Q4_1) or -8 d (Q4_0); bias added last. */
+static void mm_r8_scalar(const mm_args *a, int64_t n0, int64_t n1)
+{
+    const size_t bsz = ey_dtype_block_bytes(a->wt), head = mm_r8_head(a->wt);
+    const int q41 = a->wt == EY_Q4_1_R8;
+    for (int64_t n = n0; n < n1; n++) {
+        const int r = (int)(n % 8);
+        const uint8_t *grp = a->W + (size_t)(n / 8) * 8 * a->rb;
+        for (int t = 0; t < a->T; t++) {
+            const int8_t *xq = mm_xq(a, t);
+            const float *xd = mm_xd(a, t), *xsum = mm_xsum(a, t);
+            float acc = 0.0f;
+            for (int64_t b = 0; b < a->nb; b++) {
+                const uint8_t *p = grp + (size_t)b * 8 * bsz;
+                const int8_t *xb = xq + b * EY_QK;
+                int dot = 0;
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < 4; j++) {
+                        const uint8_t q = p[head + 32 * c + 4 * r + j];
+                        dot += (q & 15) * xb[4 * c + j] + (q >> 4) * xb[16 + 4 * c + j];
+                    }
+                const float d = ey_f16_to_f32(mm_rd16(p + 2 * r));
+                const float v = q41 ? ey_f16_to_f32(mm_rd16(p + 16 + 2 * r)) : d * -8.0f;
+                acc = fmaf((float)dot, d * xd[b], acc);
+                acc = fmaf(v, xsum[b], acc);
+            }
+            if (a->bias) acc += a->bias[n];
+            a->y[(size_t)t * (size_t)a->N + (size_t)n] = acc;
         }
     }
 }
@@ -343,20 +426,22 @@ void ey_cpu_matmul(float *y, ey_dtype wt, const void *W, const float *bias,
         .xs = NULL, .xrs = 0, .N = N, .K = K, .nb = K / EY_QK, .T = T,
     };
     EY_ASSERT(a.rb > 0);
-    mm_fn qfn = mm_quant_scalar, kfn = quant ? mm_q_scalar : mm_f_scalar;
+    const int r8 = mm_is_r8(wt);
+    EY_ASSERT(!r8 || N % 8 == 0);
+    mm_fn qfn = mm_quant_scalar, kfn = r8 ? mm_r8_scalar : quant ? mm_q_scalar : mm_f_scalar;
     switch (mm_isa()) {
 #if EY_MM_X86
     case ISA_AVX512VNNI:
         qfn = mm_quant_avx512vnni;
-        kfn = quant ? mm_q_avx512vnni : mm_f_avx512vnni;
+        kfn = r8 ? mm_r8_avx512vnni : quant ? mm_q_avx512vnni : mm_f_avx512vnni;
         break;
     case ISA_AVX512:
         qfn = mm_quant_avx512;
-        kfn = quant ? mm_q_avx512 : mm_f_avx512;
+        kfn = r8 ? mm_r8_avx512 : quant ? mm_q_avx512 : mm_f_avx512;
         break;
     case ISA_AVX2:
         qfn = mm_quant_avx2;
-        kfn = quant ? mm_q_avx2 : mm_f_avx2;
+        kfn = r8 ? mm_r8_avx2 : quant ? mm_q_avx2 : mm_f_avx2;
         break;
 #endif
     default:
@@ -761,6 +846,118 @@ static EY_MM_TGT void F(mm_q)(const mm_args *a, int64_t n0, int64_t n1)
         }
     }
 }
+
+/* ---- R8 (8 rows interleaved, see cpu_matmul.h) ---- */
+
+#if EY_MM_VNNI && !defined(EY_MM_EMU_VNNI)
+#define EY_MM_DPACC(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
+#elif EY_MM_VNNI
+#define EY_MM_DPACC(acc, u, s) _mm256_add_epi32((acc), F(dpbusd)((u), (s)))
+#endif
+
+static EY_MM_AI EY_MM_TGT __m256i F(bc32)(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* One group of 8 rows (base grp, nb blocks) against TT <= 4 x rows:
+ * acc[t] lane r = y[t][row r]. Per block the 4 chunks give 8 registers of
+ * 4 weights x 8 rows; the integer dot of a row's block lands in lane r
+ * (i16 partial sums on AVX2 stay below 8 * 2 * 15 * 127 < 2^15, exact). */
+static EY_MM_AI EY_MM_TGT void F(r8_tile)(const int TT, const int kind, const uint8_t *grp,
+                                           int64_t nb, const int8_t *const *xq,
+                                           const float *const *xd, const float *const *xsum,
+                                           __m256 *acc)
+{
+    const size_t gb = kind == 1 ? 160 : 144, head = kind == 1 ? 32 : 16;
+    const __m256i lo4 = _mm256_set1_epi8(0x0f);
+    EY_MM_UNROLL
+    for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = grp + (size_t)b * gb;
+        __m256i s[EY_MM_TMAX];
+        EY_MM_UNROLL
+        for (int t = 0; t < TT; t++) s[t] = _mm256_setzero_si256();
+        EY_MM_UNROLL
+        for (int c = 0; c < 4; c++) {
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(p + head + 32 * c));
+            const __m256i wl = _mm256_and_si256(w, lo4);
+            const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), lo4);
+            EY_MM_UNROLL
+            for (int t = 0; t < TT; t++) {
+                const int8_t *xb = xq[t] + b * EY_QK + 4 * c;
+#if EY_MM_VNNI
+                s[t] = EY_MM_DPACC(s[t], wl, F(bc32)(xb));
+                s[t] = EY_MM_DPACC(s[t], wh, F(bc32)(xb + 16));
+#else
+                s[t] = _mm256_add_epi16(s[t], _mm256_add_epi16(_mm256_maddubs_epi16(wl, F(bc32)(xb)),
+                                                               _mm256_maddubs_epi16(wh, F(bc32)(xb + 16))));
+#endif
+            }
+        }
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        const __m256 v8 = kind == 1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)))
+                                    : _mm256_mul_ps(d8, _mm256_set1_ps(-8.0f));
+        EY_MM_UNROLL
+        for (int t = 0; t < TT; t++) {
+#if EY_MM_VNNI
+            const __m256i i = s[t];
+#else
+            const __m256i i = _mm256_madd_epi16(s[t], _mm256_set1_epi16(1));
+#endif
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(d8, _mm256_set1_ps(xd[t][b])),
+                                     acc[t]);
+            acc[t] = _mm256_fmadd_ps(v8, _mm256_set1_ps(xsum[t][b]), acc[t]);
+        }
+    }
+}
+
+static EY_MM_TGT void F(r8_tile_any)(int TT, int kind, const uint8_t *grp, int64_t nb,
+                                     const int8_t *const *xq, const float *const *xd,
+                                     const float *const *xsum, __m256 *acc)
+{
+#define EY_MM_RT(tt, k)                                                        \
+    if (TT == (tt) && kind == (k)) {                                           \
+        F(r8_tile)(tt, k, grp, nb, xq, xd, xsum, acc);                         \
+        return;                                                                \
+    }
+    EY_MM_RT(1, 0) EY_MM_RT(2, 0) EY_MM_RT(3, 0) EY_MM_RT(4, 0)
+    EY_MM_RT(1, 1) EY_MM_RT(2, 1) EY_MM_RT(3, 1) EY_MM_RT(4, 1)
+#undef EY_MM_RT
+    EY_ASSERT(0);
+}
+
+/* R8 rows [n0, n1) (multiples of 8): x-row tiles of <= 4 outer, groups of 8
+ * rows inner (the work item's groups stay in L1/L2 across the tiles) */
+static EY_MM_TGT void F(mm_r8)(const mm_args *a, int64_t n0, int64_t n1)
+{
+    const int kind = a->wt == EY_Q4_1_R8 ? 1 : 0;
+    for (int t0 = 0; t0 < a->T; t0 += EY_MM_TMAX) {
+        const int tt = a->T - t0 < EY_MM_TMAX ? a->T - t0 : EY_MM_TMAX;
+        const int8_t *xq[EY_MM_TMAX];
+        const float *xd[EY_MM_TMAX], *xsum[EY_MM_TMAX];
+        for (int t = 0; t < tt; t++) {
+            xq[t] = mm_xq(a, t0 + t);
+            xd[t] = mm_xd(a, t0 + t);
+            xsum[t] = mm_xsum(a, t0 + t);
+        }
+        for (int64_t n = n0; n < n1; n += 8) {
+            __m256 acc[EY_MM_TMAX];
+            F(r8_tile_any)(tt, kind, a->W + (size_t)(n / 8) * 8 * a->rb, a->nb, xq, xd, xsum, acc);
+            for (int t = 0; t < tt; t++) {
+                __m256 v = acc[t];
+                if (a->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(a->bias + n));
+                _mm256_storeu_ps(a->y + (size_t)(t0 + t) * (size_t)a->N + (size_t)n, v);
+            }
+        }
+    }
+}
+
+#ifdef EY_MM_DPACC
+#undef EY_MM_DPACC
+#endif
 
 /* 8 weights at k converted to f32 */
 static EY_MM_AI EY_MM_TGT __m256 F(ld8)(const int wt, const uint8_t *row, int64_t k)

@@ -9,7 +9,9 @@
  *  - the AVX-512 VNNI kernels built with vpdpbusd emulated (matmul_vnni_emu.c)
  *    on any AVX2 host, so their logic is tested even without AVX-512;
  *  - 1 vs 2 vs 3 threads give memcmp-equal output on every path, and
- *    row t of a T-row call equals a T = 1 call on x row t.
+ *    row t of a T-row call equals a T = 1 call on x row t;
+ *  - Q4_0/Q4_1 with N % 8 == 0 also repacked by 8 rows (R8): rows read back
+ *    exactly, the same checks, and every path bitwise equal to the others.
  *
  * Seed: EYRIE_TEST_SEED if set, else the time; printed on failure. */
 #include <stdint.h>
@@ -45,7 +47,10 @@ static uint64_t rnd(void)
 static double rndu(void) { return (double)(rnd() >> 11) / 9007199254740992.0; }
 static float rnds(void) { return (float)(2.0 * rndu() - 1.0); }
 
-static int is_quant(ey_dtype t) { return t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0; }
+static int is_quant(ey_dtype t)
+{
+    return t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0 || t == EY_Q4_0_R8 || t == EY_Q4_1_R8;
+}
 
 static void *make_weights(ey_dtype wt, int64_t N, int64_t K)
 {
@@ -255,25 +260,19 @@ static const char *caps[8];
 
 typedef struct shape { int64_t N, K; int T; } shape;
 
-static void run_case(ey_dtype wt, shape s, int has_bias)
+/* Every path (and the emulated VNNI instance) on (wt, W) against the
+ * reference yr of the base type bt: tolerance, 1/2/3 threads memcmp-equal,
+ * row t of a T-row call equal to a T = 1 call. With `same` non-NULL the
+ * paths must also agree bitwise with each other (R8: one arithmetic on every
+ * path); the first path's output is left there. */
+static void check_paths(ey_dtype wt, const void *W, ey_dtype bt, const float *bias, const float *x,
+                        const float *yr, const bounds *B, int64_t N, int64_t K, int T,
+                        int has_bias, float *same_out)
 {
-    const int64_t N = s.N, K = s.K;
-    const int T = s.T;
-    void *W = make_weights(wt, N, K);
-    float *x = make_x(K, T);
-    float *bias = NULL;
-    if (has_bias) {
-        bias = malloc(sizeof(float) * (size_t)N);
-        for (int64_t n = 0; n < N; n++) bias[n] = rnds() * 2.0f;
-    }
     size_t ny = (size_t)N * T;
-    float *yr = malloc(ny * sizeof(float));
     float *y1 = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float)),
           *y3 = malloc(ny * sizeof(float));
-    ey_cpu_matmul_ref(yr, wt, W, bias, x, N, K, T);
-    bounds B = make_bounds(wt, W, bias, x, N, K, T);
-    check_ref(yr, &B, wt, N, K, T, has_bias);
-
+    int have_first = 0;
     for (int p = 0; p <= n_paths; p++) {
         matmul_fn fn = ey_cpu_matmul;
         scratch_fn sfn = ey_cpu_matmul_scratch_bytes;
@@ -304,10 +303,19 @@ static void run_case(ey_dtype wt, shape s, int has_bias)
         fn(y2, wt, W, bias, x, N, K, T, sp, 2);
         if (scr) memset(scr, 0xa5, sb + 1);
         fn(y3, wt, W, bias, x, N, K, T, sp, 3);
-        check_fast(name, y1, yr, &B, wt, N, K, T, has_bias);
+        check_fast(name, y1, yr, B, bt, N, K, T, has_bias);
         TEST_CHECK_MSG(memcmp(y1, y2, ny * sizeof(float)) == 0 && memcmp(y1, y3, ny * sizeof(float)) == 0,
                        "%s %s N=%lld K=%lld T=%d: 1/2/3 threads differ seed=%llu", name,
                        ey_dtype_name(wt), (long long)N, (long long)K, T, (unsigned long long)g_seed);
+        if (same_out) {
+            if (!have_first) memcpy(same_out, y1, ny * sizeof(float));
+            else
+                TEST_CHECK_MSG(memcmp(same_out, y1, ny * sizeof(float)) == 0,
+                               "%s %s N=%lld K=%lld T=%d: differs bitwise from path %s seed=%llu", name,
+                               ey_dtype_name(wt), (long long)N, (long long)K, T, paths[0],
+                               (unsigned long long)g_seed);
+            have_first = 1;
+        }
         /* row t of a T-row call is bitwise a T = 1 call on x row t (greedy
          * speculative verify must reproduce one-token decode) */
         float *yt = malloc((size_t)N * sizeof(float));
@@ -322,14 +330,62 @@ static void run_case(ey_dtype wt, shape s, int has_bias)
         free(scr);
     }
     unsetenv("EYRIE_CPU_ISA");
+    free(y1);
+    free(y2);
+    free(y3);
+}
+
+static void run_case(ey_dtype wt, shape s, int has_bias)
+{
+    const int64_t N = s.N, K = s.K;
+    const int T = s.T;
+    void *W = make_weights(wt, N, K);
+    float *x = make_x(K, T);
+    float *bias = NULL;
+    if (has_bias) {
+        bias = malloc(sizeof(float) * (size_t)N);
+        for (int64_t n = 0; n < N; n++) bias[n] = rnds() * 2.0f;
+    }
+    size_t ny = (size_t)N * T;
+    float *yr = malloc(ny * sizeof(float));
+    ey_cpu_matmul_ref(yr, wt, W, bias, x, N, K, T);
+    bounds B = make_bounds(wt, W, bias, x, N, K, T);
+    check_ref(yr, &B, wt, N, K, T, has_bias);
+
+    check_paths(wt, W, wt, bias, x, yr, &B, N, K, T, has_bias, NULL);
+
+    /* the same matrix repacked by 8 rows (R8): the reference reads it back
+     * exactly, and every path agrees bitwise with the others */
+    ey_dtype rt = ey_cpu_repack_type(wt, N, K);
+    TEST_CHECK(rt == wt || (N % 8 == 0 && (wt == EY_Q4_0 || wt == EY_Q4_1)));
+    if (rt != wt) {
+        size_t wb = ey_dtype_row_bytes(wt, K) * (size_t)N;
+        uint8_t *WR = malloc(wb), *row = malloc(ey_dtype_row_bytes(wt, K));
+        ey_cpu_repack(rt, WR, W, N, K);
+        int rows_ok = 1;
+        for (int64_t n = 0; n < N && rows_ok; n++) {
+            ey_cpu_repack_row(rt, WR, n, K, row);
+            rows_ok = memcmp(row, (const uint8_t *)W + (size_t)n * ey_dtype_row_bytes(wt, K),
+                             ey_dtype_row_bytes(wt, K)) == 0;
+        }
+        TEST_CHECK_MSG(rows_ok, "%s N=%lld K=%lld: repacked rows do not read back", ey_dtype_name(rt),
+                       (long long)N, (long long)K);
+        float *yrr = malloc(ny * sizeof(float)), *ys = malloc(ny * sizeof(float));
+        ey_cpu_matmul_ref(yrr, rt, WR, bias, x, N, K, T);
+        TEST_CHECK_MSG(memcmp(yrr, yr, ny * sizeof(float)) == 0, "ref %s N=%lld K=%lld T=%d differs from %s",
+                       ey_dtype_name(rt), (long long)N, (long long)K, T, ey_dtype_name(wt));
+        check_paths(rt, WR, wt, bias, x, yr, &B, N, K, T, has_bias, ys);
+        free(ys);
+        free(yrr);
+        free(row);
+        free(WR);
+    }
+    unsetenv("EYRIE_CPU_ISA");
     free_bounds(&B);
     free(W);
     free(x);
     free(bias);
     free(yr);
-    free(y1);
-    free(y2);
-    free(y3);
 }
 
 int main(void)
@@ -367,6 +423,10 @@ int main(void)
         {33, 256, 17}, {49, 576, 64},  {50, 320, 2},   {5, 8320, 3},  {3, 16384, 2},
         {81, 1536, 1}, {19, 32, 64},   {40, 576, 3},   {37, 320, 7},  {35, 288, 6},
         {37, 576, 4},  {70, 2080, 4},  {18, 4160, 1},  {21, 1056, 2},
+        /* N % 8 == 0: the Q4 types also run repacked (R8), including a
+         * last work item of 8 rows */
+        {8, 32, 1},    {16, 64, 2},    {24, 96, 4},    {40, 576, 5},  {192, 576, 8},
+        {56, 1536, 2}, {8, 4160, 17},  {64, 320, 64},  {136, 288, 6},
     };
     /* K not a multiple of 8/16: float weights only */
     static const shape fshapes[] = {{67, 37, 5}, {17, 100, 3}, {5, 7, 1}, {9, 24, 64}, {50, 1, 2}};
