@@ -23,6 +23,7 @@ typedef ey_st_tensor dt_tensor;
 
 typedef struct ey_eagle3_priv {
     ey_safetensors *st;
+    ey_e3_quant quant; /* ey_eagle3_opts.quant */
     ey_owned own;    /* weight/table buffers and converted host tensors */
     char prefix[16]; /* "midlayer." or "layers.0." */
 } ey_eagle3_priv;
@@ -84,9 +85,27 @@ static ey_err upload(ey_eagle3 *d, const void *host, size_t bytes, ey_ptr *out)
     return ey_owned_upload(&d->priv->own, d->be, host, bytes, out);
 }
 
-/* A float tensor of shape [N][K] (vec: [K]); vectors are converted to f32. */
-static ey_err get_w(ey_eagle3 *d, const char *name, int64_t K, int64_t N, bool vec, bool required,
-                    ey_weight *w)
+bool ey_e3_quant_parse(const char *s, ey_e3_quant *q)
+{
+    static const char *const names[] = {"none", "q8_0", "q4_1"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, names[i])) {
+            *q = (ey_e3_quant)i;
+            return true;
+        }
+    return false;
+}
+
+const char *ey_e3_quant_name(ey_e3_quant q)
+{
+    return q == EY_E3_QUANT_Q8_0 ? "q8_0" : q == EY_E3_QUANT_Q4_1 ? "q4_1" : "none";
+}
+
+/* A float tensor of shape [N][K] (vec: [K]); vectors are converted to f32;
+ * matrices (mm) are quantized when asked (ey_eagle3_opts.quant) and kept in
+ * the backend's matmul layout. */
+static ey_err get_w_mm(ey_eagle3 *d, const char *name, int64_t K, int64_t N, bool vec,
+                       bool required, bool mm, ey_weight *w)
 {
     memset(w, 0, sizeof *w);
     const dt_tensor *t = dt_find(d->priv, name);
@@ -119,7 +138,18 @@ static ey_err get_w(ey_eagle3 *d, const char *name, int64_t K, int64_t N, bool v
         return upload(d, f, (size_t)K * sizeof *f, &w->p);
     }
     w->type = (ey_dtype)t->type;
+    if (mm && d->priv->quant != EY_E3_QUANT_NONE && K % EY_QK == 0)
+        return ey_owned_upload_quant(&d->priv->own, d->be, &w->type,
+                                     d->priv->quant == EY_E3_QUANT_Q8_0 ? EY_Q8_0 : EY_Q4_1,
+                                     t->data, N, K, &w->p);
+    if (mm) return ey_owned_upload_mm(&d->priv->own, d->be, &w->type, t->data, t->bytes, N, K, &w->p);
     return upload(d, t->data, t->bytes, &w->p);
+}
+
+static ey_err get_w(ey_eagle3 *d, const char *name, int64_t K, int64_t N, bool vec, bool required,
+                    ey_weight *w)
+{
+    return get_w_mm(d, name, K, N, vec, required, !vec, w);
 }
 
 /* ================================================================ config */
@@ -617,7 +647,7 @@ static ey_err load_weights(ey_eagle3 *d, const ey_model *tgt)
     const char *en = dt_find(p, "embed_tokens.weight") ? "embed_tokens.weight"
                      : dt_find(p, "model.embed_tokens.weight") ? "model.embed_tokens.weight" : NULL;
     if (en) {
-        if ((e = get_w(d, en, H, c->V, false, true, &d->embed))) return e;
+        if ((e = get_w_mm(d, en, H, c->V, false, true, false, &d->embed))) return e;
         d->own_embed = true;
     } else {
         if (H != Ht)
@@ -658,6 +688,7 @@ ey_err ey_eagle3_load(const char *dir, const ey_model *target, const ey_eagle3_o
         return ey_err_set(EY_ERR_NOMEM, "no memory");
     }
     d->be = target->be;
+    d->priv->quant = opts ? opts->quant : EY_E3_QUANT_NONE;
     struct stat st;
     ey_err e;
     if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {

@@ -63,8 +63,19 @@ typedef enum ey_e3_mrope_layout {
     EY_E3_MROPE_CONTIGUOUS,   /* Qwen2.5-VL sections [t | h | w] (vLLM, SGLang) */
 } ey_e3_mrope_layout;
 
+/* Drafter matrices at load: as stored (bf16/f16/f32), or quantized to Q8_0
+ * or Q4_1 (drafting reads fewer bytes and uses the integer kernels; drafts
+ * may change slightly, the verified output never does). */
+typedef enum ey_e3_quant { EY_E3_QUANT_NONE = 0, EY_E3_QUANT_Q8_0, EY_E3_QUANT_Q4_1 } ey_e3_quant;
+/* what eyrie generate and eyried use unless told (docs/speculative.md) */
+#define EY_E3_QUANT_DEFAULT "none"
+/* "none" | "q8_0" | "q4_1" -> *q; false for anything else */
+bool ey_e3_quant_parse(const char *s, ey_e3_quant *q);
+const char *ey_e3_quant_name(ey_e3_quant q);
+
 typedef struct ey_eagle3_opts {
     float rope_theta;       /* > 0: override the draft RoPE base (§6 P5) */
+    ey_e3_quant quant;      /* matrices (fc, q/k/v/o, MLP, own lm_head) with K % 32 == 0 */
     ey_e3_aux_conv aux_conv;
     ey_e3_mrope_layout mrope_layout; /* drafters whose rope_scaling has mrope_section */
 } ey_eagle3_opts;

@@ -99,19 +99,8 @@ static ey_err get_weight(ey_model *m, const char *name, int64_t K, int64_t N, bo
         return upload(m, f, (size_t)nel * sizeof *f, &w->p);
     }
     w->type = t.type;
-    const struct ey_backend_i *bi = &m->be->iface;
-    ey_dtype rt = how == W_MM && bi->weight_type && bi->weight_repack
-                      ? bi->weight_type(m->be, t.type, N, K)
-                      : t.type;
-    if (rt != t.type) {
-        void *r = aligned_alloc(64, (t.bytes + 63) & ~(size_t)63);
-        if (!r) return ey_err_set(EY_ERR_NOMEM, "model: no memory for '%s'", name);
-        ey_err e = ey_owned_host(&m->priv->own, r);
-        if (e) { free(r); return e; }
-        bi->weight_repack(m->be, rt, r, t.data, N, K);
-        w->type = rt;
-        return upload(m, r, t.bytes, &w->p);
-    }
+    if (how == W_MM)
+        return ey_owned_upload_mm(&m->priv->own, m->be, &w->type, t.data, t.bytes, N, K, &w->p);
     return upload(m, t.data, t.bytes, &w->p);
 }
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/eagle3.h"
+
 typedef enum { T_STR, T_INT, T_LIST } opt_type;
 
 typedef struct opt_desc {
@@ -24,6 +26,8 @@ static const opt_desc k_opts[] = {
     {"model", T_STR, O(model), "", 0, 0,
      "GGUF file or Hugging Face directory (default: the default model)"},
     {"drafter", T_STR, O(drafter), "", 0, 0, "EAGLE-3 drafter directory (speculative decoding)"},
+    {"drafter-quant", T_STR, O(drafter_quant), EY_E3_QUANT_DEFAULT, 0, 0,
+     "drafter matrices: none (as stored) | q8_0 | q4_1 (quantized at load)"},
     {"listen", T_LIST, O(listen), "ipc:///tmp/eyrie.sock", 0, 0,
      "endpoint to serve, ipc://PATH or tcp://HOST:PORT (repeatable, up to 8)"},
     {"config", T_STR, O(config), "", 0, 0, "read 'key = value' lines with these names first"},

@@ -12,6 +12,7 @@
 typedef struct eyd_config {
     char *model;
     char *drafter;
+    char *drafter_quant;
     char *listen[EYD_MAX_LISTEN];
     int n_listen;
     char *config;

@@ -63,6 +63,8 @@ static void usage_generate(FILE *f)
         "  --device DEV         cpu (default) | cuda[:N]\n"
         "  --json               print one JSON object instead of streaming text\n"
         "  --drafter DIR        EAGLE-3 drafter (speculative decoding; greedy output unchanged)\n"
+        "  --drafter-quant Q    drafter matrices: none (as stored) | q8_0 | q4_1 (default "
+        EY_E3_QUANT_DEFAULT ")\n"
         "  --spec-method M      none | chain (default with --drafter) | tree\n"
         "  --spec-k N           chain: drafts per round (default 4)\n"
         "  --spec-topk K        tree: children per node (default 4)\n"
@@ -622,7 +624,7 @@ static int cmd_generate(int argc, char **argv)
     enum { O_MODEL = 256, O_PROMPT, O_CHAT, O_SYSTEM, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_MINP,
            O_REP, O_REPN, O_SEED, O_STOP, O_IGNEOS, O_THREADS, O_CTX, O_DEVICE, O_JSON, O_HELP,
            O_DRAFTER, O_SPEC_METHOD, O_SPEC_K, O_SPEC_TOPK, O_SPEC_DEPTH, O_SPEC_TOKENS, O_URL,
-           O_TIMEOUT, O_DEADLINE, O_ID };
+           O_TIMEOUT, O_DEADLINE, O_ID, O_DRAFTER_QUANT };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"prompt", required_argument, 0, O_PROMPT},
         {"chat", required_argument, 0, O_CHAT}, {"system", required_argument, 0, O_SYSTEM},
@@ -641,12 +643,15 @@ static int cmd_generate(int argc, char **argv)
         {"spec-depth", required_argument, 0, O_SPEC_DEPTH},
         {"spec-tokens", required_argument, 0, O_SPEC_TOKENS}, {"url", required_argument, 0, O_URL},
         {"timeout", required_argument, 0, O_TIMEOUT}, {"deadline", required_argument, 0, O_DEADLINE},
-        {"id", required_argument, 0, O_ID}, {0, 0, 0, 0}};
+        {"id", required_argument, 0, O_ID},
+        {"drafter-quant", required_argument, 0, O_DRAFTER_QUANT}, {0, 0, 0, 0}};
     const char *model = NULL, *prompt = NULL, *chat = NULL, *system = NULL, *device = "cpu";
     ey_gen_params gp = {.max_tokens = 256, .sampling = ey_sampling_default()};
     int threads = 0, n_ctx = 4096;
     bool json = false;
     const char *drafter = NULL;
+    ey_eagle3_opts eo = {0};
+    if (!ey_e3_quant_parse(EY_E3_QUANT_DEFAULT, &eo.quant)) EY_ASSERT(0);
     ey_spec_opts so = ey_spec_opts_default();
     bool method_set = false;
     ey_eagle3 *dm = NULL;
@@ -658,7 +663,7 @@ static int cmd_generate(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         bool ok = true;
-        if (o >= O_MODEL && o <= O_ID) set |= 1u << (o - O_MODEL);
+        if (o >= O_MODEL && o <= O_DRAFTER_QUANT) set |= 1u << (o - O_MODEL);
         switch (o) {
         case O_MODEL: model = optarg; break;
         case O_PROMPT: prompt = optarg; break;
@@ -683,6 +688,7 @@ static int cmd_generate(int argc, char **argv)
         case O_JSON: json = true; break;
         case O_HELP: usage_generate(stdout); return 0;
         case O_DRAFTER: drafter = optarg; break;
+        case O_DRAFTER_QUANT: ok = ey_e3_quant_parse(optarg, &eo.quant); break;
         case O_SPEC_METHOD:
             ok = ey_spec_method_parse(optarg, &so.method);
             method_set = true;
@@ -728,7 +734,8 @@ static int cmd_generate(int argc, char **argv)
         return 2;
     }
     if (ra.url) {
-        static const int daemon_side[] = {O_MODEL, O_THREADS, O_CTX, O_DEVICE, O_DRAFTER};
+        static const int daemon_side[] = {O_MODEL, O_THREADS, O_CTX, O_DEVICE, O_DRAFTER,
+                                          O_DRAFTER_QUANT};
         for (size_t i = 0; i < sizeof daemon_side / sizeof *daemon_side; i++)
             if (set & (1u << (daemon_side[i] - O_MODEL))) {
                 fprintf(stderr, "eyrie generate: --%s is a daemon setting; not with --url\n",
@@ -798,7 +805,7 @@ static int cmd_generate(int argc, char **argv)
         rc = fail("context", e);
         goto out;
     }
-    if (so.method != EY_SPEC_NONE && (e = ey_eagle3_load(drafter, m, NULL, &dm))) {
+    if (so.method != EY_SPEC_NONE && (e = ey_eagle3_load(drafter, m, &eo, &dm))) {
         rc = fail(drafter, e);
         goto out;
     }

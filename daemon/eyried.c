@@ -1108,8 +1108,13 @@ static int setup(eyd_server *s)
         fprintf(stderr, "eyried: --spec-method must be none, chain or tree\n");
         return 2;
     }
+    ey_eagle3_opts eo = {0};
+    if (!ey_e3_quant_parse(c->drafter_quant, &eo.quant)) {
+        fprintf(stderr, "eyried: --drafter-quant must be none, q8_0 or q4_1\n");
+        return 2;
+    }
     if (c->drafter && *c->drafter) {
-        if ((e = ey_eagle3_load(c->drafter, s->m, NULL, &s->d))) {
+        if ((e = ey_eagle3_load(c->drafter, s->m, &eo, &s->d))) {
             fprintf(stderr, "eyried: drafter %s: %s\n", c->drafter, ey_err_detail());
             return 1;
         }

@@ -1,5 +1,7 @@
 #include "ey_dtype.h"
 
+#include <math.h>
+
 #include "../common/ey_err.h"
 
 bool ey_dtype_valid(uint32_t t)
@@ -109,5 +111,53 @@ void ey_dequant_row(ey_dtype t, const void *src, float *dst, int64_t n)
     case EY_Q4_0_R8: case EY_Q4_1_R8: /* rows interleaved: no row of its own */
         EY_ASSERT(!"ey_dequant_row on a repacked type");
         return;
+    }
+}
+
+void ey_quantize_row(ey_dtype t, const float *src, void *dst, int64_t n)
+{
+    EY_ASSERT((t == EY_Q8_0 || t == EY_Q4_0 || t == EY_Q4_1) && n % EY_QK == 0);
+    for (int64_t i = 0; i < n / EY_QK; i++) {
+        const float *x = src + i * EY_QK;
+        if (t == EY_Q8_0) {
+            ey_block_q8_0 *b = (ey_block_q8_0 *)dst + i;
+            float amax = 0.0f;
+            for (int j = 0; j < EY_QK; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            b->d = ey_f32_to_f16(d);
+            for (int j = 0; j < EY_QK; j++) b->qs[j] = (int8_t)roundf(x[j] * id);
+        } else if (t == EY_Q4_0) {
+            ey_block_q4_0 *b = (ey_block_q4_0 *)dst + i;
+            float amax = 0.0f, v = 0.0f;
+            for (int j = 0; j < EY_QK; j++)
+                if (fabsf(x[j]) > amax) {
+                    amax = fabsf(x[j]);
+                    v = x[j];
+                }
+            const float d = v / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            b->d = ey_f32_to_f16(d);
+            for (int j = 0; j < EY_QK / 2; j++) {
+                int q0 = (int)(x[j] * id + 8.5f), q1 = (int)(x[j + 16] * id + 8.5f);
+                q0 = q0 > 15 ? 15 : q0;
+                q1 = q1 > 15 ? 15 : q1;
+                b->qs[j] = (uint8_t)(q0 | (q1 << 4));
+            }
+        } else {
+            ey_block_q4_1 *b = (ey_block_q4_1 *)dst + i;
+            float mn = x[0], mx = x[0];
+            for (int j = 1; j < EY_QK; j++) {
+                mn = x[j] < mn ? x[j] : mn;
+                mx = x[j] > mx ? x[j] : mx;
+            }
+            const float d = (mx - mn) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            b->d = ey_f32_to_f16(d);
+            b->m = ey_f32_to_f16(mn);
+            for (int j = 0; j < EY_QK / 2; j++) {
+                int q0 = (int)((x[j] - mn) * id + 0.5f), q1 = (int)((x[j + 16] - mn) * id + 0.5f);
+                q0 = q0 > 15 ? 15 : q0;
+                q1 = q1 > 15 ? 15 : q1;
+                b->qs[j] = (uint8_t)(q0 | (q1 << 4));
+            }
+        }
     }
 }

@@ -117,5 +117,11 @@ static inline uint16_t ey_f32_to_bf16(float f)
 
 /* Dequantize one row of n elements of type t into f32 (reference path). */
 void ey_dequant_row(ey_dtype t, const void *src, float *dst, int64_t n);
+/* n floats (n % 32 == 0) to Q8_0, Q4_0 or Q4_1 blocks, ggml's rounding:
+ *   Q8_0: d = amax / 127, q = round(x / d)
+ *   Q4_0: d = -v / 8 with v the element of largest |x|, q = min(15, trunc(x / d + 8.5))
+ *   Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - m) / d + 0.5))
+ * (1/d computed once; d = 0 gives q = 0, or 8 for Q4_0; d and m stored as f16). */
+void ey_quantize_row(ey_dtype t, const float *src, void *dst, int64_t n);
 
 #endif

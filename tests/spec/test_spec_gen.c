@@ -89,16 +89,26 @@ static void lossless(ey_model *m)
          .random_vocab = true, .norm_before_residual = true, .norm_output = true,
          .norm_before_fc = true, .dtype = EY_F16, .init_std = 0.2f},
     };
-    ey_eagle3 *ds[3] = {0};
-    for (int i = 0; i < 3; i++) {
+    /* and drafters 0 and 1 again with their matrices quantized at load
+     * (--drafter-quant): other drafts, the same output */
+    enum { ND = 5 };
+    ey_eagle3 *ds[ND] = {0};
+    for (int i = 0; i < ND; i++) {
         char nm[16];
-        snprintf(nm, sizeof nm, "d%d", i);
+        snprintf(nm, sizeof nm, "d%d", i % 3);
         const char *dir = tmp_dir(nm);
-        ey_err e = ey_eagle3_write_random(m, dir, &dopt[i]);
-        if (!e) e = ey_eagle3_load(dir, m, NULL, &ds[i]);
+        ey_eagle3_opts lo = {.quant = i == 3 ? EY_E3_QUANT_Q8_0 : i == 4 ? EY_E3_QUANT_Q4_1
+                                                                         : EY_E3_QUANT_NONE};
+        ey_err e = i < 3 ? ey_eagle3_write_random(m, dir, &dopt[i]) : EY_OK;
+        if (!e) e = ey_eagle3_load(dir, m, &lo, &ds[i]);
         TEST_CHECK_MSG(!e, "drafter %d: %s", i, ey_err_detail());
         if (e) return;
     }
+    TEST_CHECK(ds[3]->wq.type == EY_Q8_0 && ds[3]->w_down.type == EY_Q8_0 &&
+               ds[3]->lm_head.type == EY_Q8_0);
+    TEST_CHECK(ds[4]->wq.type == EY_Q4_1 || ds[4]->wq.type == EY_Q4_1_R8);
+    TEST_CHECK(ds[4]->fc.type == EY_Q4_1 || ds[4]->fc.type == EY_Q4_1_R8);
+    TEST_CHECK(ds[0]->wq.type == EY_F32 && ds[1]->wq.type == EY_BF16);
     /* ctx A: roomy; ctx B: 48 rows, batch 16 (chunked prefill, context fills up) */
     ey_ctx *ca = NULL, *cb = NULL;
     TEST_CHECK(!ey_ctx_create(m, 512, 64, 64, &ca));
@@ -130,8 +140,8 @@ static void lossless(ey_model *m)
                                                           .total_tokens = k_shapes[s].total}) > 16)
                 continue;
             char label[64];
-            snprintf(label, sizeof label, "iter %d drafter %d", it, (it + s) % 3);
-            compare(c, ds[(it + s) % 3], &k_shapes[s], prompt, n, &gp, &ref, &tau, &ntau, label);
+            snprintf(label, sizeof label, "iter %d drafter %d", it, (it + s) % ND);
+            compare(c, ds[(it + s) % ND], &k_shapes[s], prompt, n, &gp, &ref, &tau, &ntau, label);
             runs++;
         }
         ey_gen_result_free(&ref);
@@ -148,7 +158,7 @@ static void lossless(ey_model *m)
         ey_spec_opts o = opts_of(&k_shapes[it % N_SHAPES]);
         ey_gen_result r;
         ey_spec_stats st;
-        ey_err e = ey_spec_generate(ca, ds[it % 3], &o, prompt, n, &gp, NULL, NULL, &r, &st);
+        ey_err e = ey_spec_generate(ca, ds[it % ND], &o, prompt, n, &gp, NULL, NULL, &r, &st);
         TEST_CHECK_MSG(!e, "sampling: %s", ey_err_detail());
         if (e) continue;
         TEST_CHECK_MSG(r.n_ids == 40 || !strcmp(r.finish_reason, "stop"), "sampling run %d: %d ids (%s)", it, r.n_ids, r.finish_reason);
@@ -166,7 +176,7 @@ static void lossless(ey_model *m)
                EY_ERR_ARG);
     ey_ctx_free(ca);
     ey_ctx_free(cb);
-    for (int i = 0; i < 3; i++) ey_eagle3_free(ds[i]);
+    for (int i = 0; i < ND; i++) ey_eagle3_free(ds[i]);
 }
 
 /* ---------------------------------------------------------------- oracle */
