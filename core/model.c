@@ -331,13 +331,15 @@ static ey_err load_weights(ey_model *m)
         else snprintf(n, sizeof n, "%s", hname);                                              \
         if ((e = get_weight(m, n, K, N, vec, how, req, dst))) return e;                       \
     } while (0)
+    /* tied: the embedding is also the head, a matmul weight (the CPU repacks
+     * it; embedding lookups read the repacked rows) */
     W(&m->tok_embd, "token_embd.weight", "model.embed_tokens.weight", H, c->n_vocab, false,
-      W_RAW, true);
+      c->tied_embeddings ? W_MM : W_RAW, true);
     W(&m->out_norm, "output_norm.weight", "model.norm.weight", H, 1, true, W_F32, true);
     if (c->tied_embeddings) {
         m->output = m->tok_embd;
     } else {
-        W(&m->output, "output.weight", "lm_head.weight", H, c->n_vocab, false, W_RAW, true);
+        W(&m->output, "output.weight", "lm_head.weight", H, c->n_vocab, false, W_MM, true);
     }
     for (int l = 0; l < c->n_layer; l++) {
         ey_layer_w *L = &m->layers[l];
@@ -561,13 +563,22 @@ ey_err ey_weight_rows_f32(ey_backend *be, const ey_weight *w, int64_t K, const i
                           int n, float *out)
 {
     size_t rb = ey_dtype_row_bytes(w->type, K);
-    uint8_t *raw = malloc(rb ? rb : 1);
+    /* a repacked (R8) matrix: read the row's group of 8, take the row out */
+    const bool r8 = ey_dtype_is_r8(w->type);
+    uint8_t *raw = malloc(rb ? (r8 ? 9 : 1) * rb : 1);
     if (!raw) return ey_err_set(EY_ERR_NOMEM, "no memory");
     ey_err e = EY_OK;
     for (int i = 0; !e && i < n; i++) {
         size_t r = rows ? (size_t)rows[i] : (size_t)i;
-        e = be->iface.buf_get(be, raw, ey_ptr_at(w->p, r * rb), rb);
-        if (!e) ey_dequant_row(w->type, raw, out + (size_t)i * (size_t)K, K);
+        if (r8) {
+            e = be->iface.buf_get(be, raw, ey_ptr_at(w->p, r / 8 * 8 * rb), 8 * rb);
+            if (e) break;
+            ey_r8_row(w->type, raw, (int64_t)(r % 8), K, raw + 8 * rb);
+            ey_dequant_row(ey_dtype_r8_base(w->type), raw + 8 * rb, out + (size_t)i * (size_t)K, K);
+        } else {
+            e = be->iface.buf_get(be, raw, ey_ptr_at(w->p, r * rb), rb);
+            if (!e) ey_dequant_row(w->type, raw, out + (size_t)i * (size_t)K, K);
+        }
     }
     free(raw);
     return e;

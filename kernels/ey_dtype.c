@@ -28,15 +28,14 @@ const char *ey_dtype_name(ey_dtype t)
     case EY_BOOL: return "bool";
     case EY_Q4_0_R8: return "q4_0_r8";
     case EY_Q4_1_R8: return "q4_1_r8";
+    case EY_Q8_0_R8: return "q8_0_r8";
     }
     return "?";
 }
 
 int ey_dtype_block(ey_dtype t)
 {
-    return (t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0 || t == EY_Q4_0_R8 || t == EY_Q4_1_R8)
-               ? EY_QK
-               : 1;
+    return (t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0 || ey_dtype_is_r8(t)) ? EY_QK : 1;
 }
 
 size_t ey_dtype_block_bytes(ey_dtype t)
@@ -48,7 +47,7 @@ size_t ey_dtype_block_bytes(ey_dtype t)
     case EY_F16: case EY_BF16: return 2;
     case EY_Q4_0: case EY_Q4_0_R8: return sizeof(ey_block_q4_0);
     case EY_Q4_1: case EY_Q4_1_R8: return sizeof(ey_block_q4_1);
-    case EY_Q8_0: return sizeof(ey_block_q8_0);
+    case EY_Q8_0: case EY_Q8_0_R8: return sizeof(ey_block_q8_0);
     }
     return 0;
 }
@@ -108,7 +107,7 @@ void ey_dequant_row(ey_dtype t, const void *src, float *dst, int64_t n)
     }
     case EY_I32: case EY_I64: case EY_BOOL: /* not numeric weights */
         return;
-    case EY_Q4_0_R8: case EY_Q4_1_R8: /* rows interleaved: no row of its own */
+    case EY_Q4_0_R8: case EY_Q4_1_R8: case EY_Q8_0_R8: /* rows interleaved: ey_r8_row first */
         EY_ASSERT(!"ey_dequant_row on a repacked type");
         return;
     }
@@ -159,5 +158,56 @@ void ey_quantize_row(ey_dtype t, const float *src, void *dst, int64_t n)
                 b->qs[j] = (uint8_t)(q0 | (q1 << 4));
             }
         }
+    }
+}
+
+ey_dtype ey_dtype_r8_base(ey_dtype t)
+{
+    return t == EY_Q4_0_R8 ? EY_Q4_0 : t == EY_Q4_1_R8 ? EY_Q4_1 : t == EY_Q8_0_R8 ? EY_Q8_0 : t;
+}
+
+ey_dtype ey_dtype_r8_of(ey_dtype b)
+{
+    return b == EY_Q4_0 ? EY_Q4_0_R8 : b == EY_Q4_1 ? EY_Q4_1_R8 : b == EY_Q8_0 ? EY_Q8_0_R8 : b;
+}
+
+/* f16 fields and 4-byte quant chunks of one block of an R8 type */
+static void r8_shape(ey_dtype t, int *hw, int *nc)
+{
+    EY_ASSERT(ey_dtype_is_r8(t));
+    *hw = t == EY_Q4_1_R8 ? 2 : 1;
+    *nc = t == EY_Q8_0_R8 ? 8 : 4;
+}
+
+void ey_r8_pack(ey_dtype to, void *dst, const void *src, int64_t N, int64_t K)
+{
+    int hw, nc;
+    r8_shape(to, &hw, &nc);
+    EY_ASSERT(N % 8 == 0 && K % EY_QK == 0);
+    const size_t bsz = ey_dtype_block_bytes(to), rb = ey_dtype_row_bytes(to, K), head = 16u * hw;
+    for (int64_t g = 0; g < N / 8; g++) {
+        const uint8_t *rows = (const uint8_t *)src + (size_t)g * 8 * rb;
+        uint8_t *o = (uint8_t *)dst + (size_t)g * 8 * rb;
+        for (int64_t b = 0; b < K / EY_QK; b++, o += 8 * bsz)
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *blk = rows + (size_t)r * rb + (size_t)b * bsz;
+                for (int f = 0; f < hw; f++) memcpy(o + 16 * f + 2 * r, blk + 2 * f, 2);
+                for (int c = 0; c < nc; c++) memcpy(o + head + 32 * c + 4 * r, blk + 2 * hw + 4 * c, 4);
+            }
+    }
+}
+
+void ey_r8_row(ey_dtype t, const void *W, int64_t n, int64_t K, void *row)
+{
+    int hw, nc;
+    r8_shape(t, &hw, &nc);
+    EY_ASSERT(K % EY_QK == 0);
+    const size_t bsz = ey_dtype_block_bytes(t), rb = ey_dtype_row_bytes(t, K), head = 16u * hw;
+    const int r = (int)(n % 8);
+    const uint8_t *o = (const uint8_t *)W + (size_t)(n / 8) * 8 * rb;
+    uint8_t *out = row;
+    for (int64_t b = 0; b < K / EY_QK; b++, o += 8 * bsz, out += bsz) {
+        for (int f = 0; f < hw; f++) memcpy(out + 2 * f, o + 16 * f + 2 * r, 2);
+        for (int c = 0; c < nc; c++) memcpy(out + 2 * hw + 4 * c, o + head + 32 * c + 4 * r, 4);
     }
 }

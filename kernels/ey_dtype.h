@@ -29,6 +29,7 @@ typedef enum ey_dtype {
      * cpu_matmul.h); never read from or written to a file */
     EY_Q4_0_R8 = 1025,
     EY_Q4_1_R8 = 1026,
+    EY_Q8_0_R8 = 1027,
 } ey_dtype;
 
 #define EY_QK 32 /* elements per quantized block */
@@ -123,5 +124,23 @@ void ey_dequant_row(ey_dtype t, const void *src, float *dst, int64_t n);
  *   Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - m) / d + 0.5))
  * (1/d computed once; d = 0 gives q = 0, or 8 for Q4_0; d and m stored as f16). */
 void ey_quantize_row(ey_dtype t, const float *src, void *dst, int64_t n);
+
+/* R8 layouts: a matrix of N rows (N % 8 == 0) of a quantized base type with
+ * each group of 8 rows interleaved block by block: per block the f16
+ * fields of the 8 rows (d[8], then m[8] for Q4_1), then the quant bytes in
+ * chunks of 32 where chunk c holds bytes 4c..4c+3 of rows 0..7 (row r at
+ * 4r) — 4 chunks for Q4_0/Q4_1, 8 for Q8_0. The same bytes as the 8 rows,
+ * reordered; group g starts at g * 8 * row_bytes. */
+static inline bool ey_dtype_is_r8(ey_dtype t)
+{
+    return t == EY_Q4_0_R8 || t == EY_Q4_1_R8 || t == EY_Q8_0_R8;
+}
+/* the base type of an R8 type (t itself otherwise), and the R8 type of a base */
+ey_dtype ey_dtype_r8_base(ey_dtype t);
+ey_dtype ey_dtype_r8_of(ey_dtype base);
+/* src (N rows of base(to)) -> dst in layout `to` (same size) */
+void ey_r8_pack(ey_dtype to, void *dst, const void *src, int64_t N, int64_t K);
+/* row n of an R8 matrix W back in its base layout (row_bytes(t, K) bytes) */
+void ey_r8_row(ey_dtype t, const void *W, int64_t n, int64_t K, void *row);
 
 #endif

@@ -117,15 +117,22 @@ static void *scratch(ey_backend *be, size_t bytes)
 static void cpu_get_rows(ey_backend *be, ey_ptr out, ey_dtype wt, ey_ptr W, int64_t K, ey_ptr ids,
                          int T)
 {
-    (void)be;
     float *o = P(out);
     const int32_t *id = P(ids);
     size_t rb = ey_dtype_row_bytes(wt, K);
+    if (ey_dtype_is_r8(wt)) { /* a repacked matrix (a tied embedding/head) */
+        void *row = scratch(be, rb);
+        for (int t = 0; t < T; t++) {
+            ey_r8_row(wt, P(W), id[t], K, row);
+            ey_dequant_row(ey_dtype_r8_base(wt), row, o + (size_t)t * K, K);
+        }
+        return;
+    }
     for (int t = 0; t < T; t++)
         ey_dequant_row(wt, (const char *)P(W) + (size_t)id[t] * rb, o + (size_t)t * K, K);
 }
 
-/* Q4_0 / Q4_1 layer matrices are repacked by 8 rows (cpu_matmul.h, R8);
+/* quantized matmul weights are repacked by 8 rows (cpu_matmul.h, R8);
  * EYRIE_REPACK=0 keeps them as read */
 static ey_dtype cpu_weight_type(ey_backend *be, ey_dtype wt, int64_t N, int64_t K)
 {
@@ -137,7 +144,7 @@ static void cpu_weight_repack(ey_backend *be, ey_dtype to, void *dst, const void
                               int64_t K)
 {
     (void)be;
-    ey_cpu_repack(to, dst, src, N, K);
+    ey_r8_pack(to, dst, src, N, K);
 }
 
 static void cpu_matmul(ey_backend *be, ey_ptr y, ey_dtype wt, ey_ptr W, ey_ptr bias, ey_ptr x,

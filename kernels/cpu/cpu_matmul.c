@@ -58,11 +58,10 @@ enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_AVX512VNNI = 3 };
 
 static inline int mm_is_quant(ey_dtype wt)
 {
-    return wt == EY_Q4_0 || wt == EY_Q4_1 || wt == EY_Q8_0 || wt == EY_Q4_0_R8 ||
-           wt == EY_Q4_1_R8;
+    return wt == EY_Q4_0 || wt == EY_Q4_1 || wt == EY_Q8_0 || ey_dtype_is_r8(wt);
 }
 
-static inline int mm_is_r8(ey_dtype wt) { return wt == EY_Q4_0_R8 || wt == EY_Q4_1_R8; }
+static inline int mm_is_r8(ey_dtype wt) { return ey_dtype_is_r8(wt); }
 
 /* ------------------------------------------------------ R8 repacking */
 
@@ -71,44 +70,11 @@ ey_dtype ey_cpu_repack_type(ey_dtype wt, int64_t N, int64_t K)
     const char *e = getenv("EYRIE_REPACK");
     if (e && !strcmp(e, "0")) return wt;
     if (N <= 0 || N % 8 || K <= 0 || K % EY_QK) return wt;
-    return wt == EY_Q4_0 ? EY_Q4_0_R8 : wt == EY_Q4_1 ? EY_Q4_1_R8 : wt;
+    return ey_dtype_r8_of(wt);
 }
 
-/* bytes of the f16 heads of one R8 block group (d[8], and m[8] for Q4_1) */
-static inline size_t mm_r8_head(ey_dtype wt) { return wt == EY_Q4_1_R8 || wt == EY_Q4_1 ? 32 : 16; }
-
-void ey_cpu_repack(ey_dtype to, void *dst, const void *src, int64_t N, int64_t K)
-{
-    EY_ASSERT(mm_is_r8(to) && N % 8 == 0 && K % EY_QK == 0);
-    const size_t bsz = ey_dtype_block_bytes(to), rb = ey_dtype_row_bytes(to, K),
-                 head = mm_r8_head(to), hw = head / 16; /* f16 fields per block */
-    const int64_t nb = K / EY_QK;
-    for (int64_t g = 0; g < N / 8; g++) {
-        const uint8_t *rows = (const uint8_t *)src + (size_t)g * 8 * rb;
-        uint8_t *o = (uint8_t *)dst + (size_t)g * 8 * rb;
-        for (int64_t b = 0; b < nb; b++, o += 8 * bsz) {
-            for (int r = 0; r < 8; r++) {
-                const uint8_t *blk = rows + (size_t)r * rb + (size_t)b * bsz;
-                for (size_t f = 0; f < hw; f++) memcpy(o + 16 * f + 2 * r, blk + 2 * f, 2);
-                for (int c = 0; c < 4; c++) memcpy(o + head + 32 * c + 4 * r, blk + 2 * hw + 4 * c, 4);
-            }
-        }
-    }
-}
-
-void ey_cpu_repack_row(ey_dtype wt, const void *W, int64_t n, int64_t K, void *row)
-{
-    EY_ASSERT(mm_is_r8(wt) && K % EY_QK == 0);
-    const size_t bsz = ey_dtype_block_bytes(wt), rb = ey_dtype_row_bytes(wt, K),
-                 head = mm_r8_head(wt), hw = head / 16;
-    const int r = (int)(n % 8);
-    const uint8_t *o = (const uint8_t *)W + (size_t)(n / 8) * 8 * rb;
-    uint8_t *out = row;
-    for (int64_t b = 0; b < K / EY_QK; b++, o += 8 * bsz, out += bsz) {
-        for (size_t f = 0; f < hw; f++) memcpy(out + 2 * f, o + 16 * f + 2 * r, 2);
-        for (int c = 0; c < 4; c++) memcpy(out + 2 * hw + 4 * c, o + head + 32 * c + 4 * r, 4);
-    }
-}
+/* bytes of the f16 fields of one R8 block (d[8], and m[8] for Q4_1) */
+static inline size_t mm_r8_head(ey_dtype wt) { return wt == EY_Q4_1_R8 ? 32 : 16; }
 
 static inline size_t mm_al64(size_t v) { return (v + 63) & ~(size_t)63; }
 
@@ -226,12 +192,13 @@ static void mm_q_scalar(const mm_args *a, int64_t n0, int64_t n1)
 }
 
 /* R8 weights, one output at a time with the vector kernels' arithmetic (so
- * the result is bitwise theirs): per block acc = fma(idot, d * dx, acc) then
- * acc = fma(v, sx, acc) with v = m (Q4_1) or -8 d (Q4_0); bias added last. */
+ * the result is bitwise theirs): per block acc = fma(idot, d * dx, acc),
+ * then for Q4 acc = fma(v, sx, acc) with v = m (Q4_1) or -8 d (Q4_0); bias
+ * added last. */
 static void mm_r8_scalar(const mm_args *a, int64_t n0, int64_t n1)
 {
     const size_t bsz = ey_dtype_block_bytes(a->wt), head = mm_r8_head(a->wt);
-    const int q41 = a->wt == EY_Q4_1_R8;
+    const int q41 = a->wt == EY_Q4_1_R8, q8 = a->wt == EY_Q8_0_R8;
     for (int64_t n = n0; n < n1; n++) {
         const int r = (int)(n % 8);
         const uint8_t *grp = a->W + (size_t)(n / 8) * 8 * a->rb;
@@ -243,15 +210,18 @@ static void mm_r8_scalar(const mm_args *a, int64_t n0, int64_t n1)
                 const uint8_t *p = grp + (size_t)b * 8 * bsz;
                 const int8_t *xb = xq + b * EY_QK;
                 int dot = 0;
-                for (int c = 0; c < 4; c++)
+                for (int c = 0; c < (q8 ? 8 : 4); c++)
                     for (int j = 0; j < 4; j++) {
                         const uint8_t q = p[head + 32 * c + 4 * r + j];
-                        dot += (q & 15) * xb[4 * c + j] + (q >> 4) * xb[16 + 4 * c + j];
+                        if (q8) dot += (int8_t)q * xb[4 * c + j];
+                        else dot += (q & 15) * xb[4 * c + j] + (q >> 4) * xb[16 + 4 * c + j];
                     }
                 const float d = ey_f16_to_f32(mm_rd16(p + 2 * r));
-                const float v = q41 ? ey_f16_to_f32(mm_rd16(p + 16 + 2 * r)) : d * -8.0f;
                 acc = fmaf((float)dot, d * xd[b], acc);
-                acc = fmaf(v, xsum[b], acc);
+                if (!q8) {
+                    const float v = q41 ? ey_f16_to_f32(mm_rd16(p + 16 + 2 * r)) : d * -8.0f;
+                    acc = fmaf(v, xsum[b], acc);
+                }
             }
             if (a->bias) acc += a->bias[n];
             a->y[(size_t)t * (size_t)a->N + (size_t)n] = acc;
@@ -914,6 +884,42 @@ static EY_MM_AI EY_MM_TGT void F(r8_tile)(const int TT, const int kind, const ui
     }
 }
 
+/* Q8_0 R8: 8 chunks of 4 signed quants x 8 rows per block; the sign trick
+ * (|w| as u8 against x with w's sign) keeps every path's integer dot exact */
+static EY_MM_AI EY_MM_TGT void F(r8q8_tile)(const int TT, const uint8_t *grp, int64_t nb,
+                                             const int8_t *const *xq, const float *const *xd,
+                                             __m256 *acc)
+{
+    EY_MM_UNROLL
+    for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = grp + (size_t)b * 272;
+        __m256i s[EY_MM_TMAX];
+        EY_MM_UNROLL
+        for (int t = 0; t < TT; t++) s[t] = _mm256_setzero_si256();
+        EY_MM_UNROLL
+        for (int c = 0; c < 8; c++) {
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
+            const __m256i aw = _mm256_sign_epi8(w, w);
+            EY_MM_UNROLL
+            for (int t = 0; t < TT; t++) {
+                const __m256i xs = _mm256_sign_epi8(F(bc32)(xq[t] + b * EY_QK + 4 * c), w);
+#if EY_MM_VNNI
+                s[t] = EY_MM_DPACC(s[t], aw, xs);
+#else
+                s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs),
+                                                                _mm256_set1_epi16(1)));
+#endif
+            }
+        }
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        EY_MM_UNROLL
+        for (int t = 0; t < TT; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]), _mm256_mul_ps(d8, _mm256_set1_ps(xd[t][b])),
+                                     acc[t]);
+    }
+}
+
 static EY_MM_TGT void F(r8_tile_any)(int TT, int kind, const uint8_t *grp, int64_t nb,
                                      const int8_t *const *xq, const float *const *xd,
                                      const float *const *xsum, __m256 *acc)
@@ -926,6 +932,13 @@ static EY_MM_TGT void F(r8_tile_any)(int TT, int kind, const uint8_t *grp, int64
     EY_MM_RT(1, 0) EY_MM_RT(2, 0) EY_MM_RT(3, 0) EY_MM_RT(4, 0)
     EY_MM_RT(1, 1) EY_MM_RT(2, 1) EY_MM_RT(3, 1) EY_MM_RT(4, 1)
 #undef EY_MM_RT
+#define EY_MM_RT8(tt)                                                          \
+    if (TT == (tt) && kind == 2) {                                             \
+        F(r8q8_tile)(tt, grp, nb, xq, xd, acc);                                \
+        return;                                                                \
+    }
+    EY_MM_RT8(1) EY_MM_RT8(2) EY_MM_RT8(3) EY_MM_RT8(4)
+#undef EY_MM_RT8
     EY_ASSERT(0);
 }
 
@@ -933,7 +946,7 @@ static EY_MM_TGT void F(r8_tile_any)(int TT, int kind, const uint8_t *grp, int64
  * rows inner (the work item's groups stay in L1/L2 across the tiles) */
 static EY_MM_TGT void F(mm_r8)(const mm_args *a, int64_t n0, int64_t n1)
 {
-    const int kind = a->wt == EY_Q4_1_R8 ? 1 : 0;
+    const int kind = a->wt == EY_Q4_1_R8 ? 1 : a->wt == EY_Q8_0_R8 ? 2 : 0;
     for (int t0 = 0; t0 < a->T; t0 += EY_MM_TMAX) {
         const int tt = a->T - t0 < EY_MM_TMAX ? a->T - t0 : EY_MM_TMAX;
         const int8_t *xq[EY_MM_TMAX];

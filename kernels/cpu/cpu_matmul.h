@@ -31,28 +31,19 @@ void ey_cpu_matmul(float *y, ey_dtype wt, const void *W, const float *bias,
                    const float *x, int64_t N, int64_t K, int T, void *scratch,
                    int n_threads);
 
-/* Repacked layouts (R8). ey_cpu_matmul also takes EY_Q4_0_R8 / EY_Q4_1_R8
- * weights: a Q4_0 / Q4_1 matrix with N a multiple of 8 rewritten by
- * ey_cpu_repack so that each group of 8 rows holds, block by block,
- *   d[8] f16, (Q4_1) m[8] f16, then 4 chunks of 32 bytes where chunk c
- *   holds qs[4c .. 4c+3] of rows 0..7 (row r at bytes 4r..4r+3)
- * (the same bytes as the 8 rows, reordered; group g starts at g * 8 * rb).
- * One 32-byte load then carries 4 weights of 8 rows (8 with the high
- * nibbles), so every integer dot instruction serves 8 rows and each block's
- * scale work is done once for 8 rows: the extra x rows of a speculative
+/* Repacked layouts (R8, ey_dtype.h). ey_cpu_matmul also takes EY_Q4_0_R8 /
+ * EY_Q4_1_R8 / EY_Q8_0_R8 weights (ey_r8_pack of a Q4_0 / Q4_1 / Q8_0
+ * matrix with N a multiple of 8): one 32-byte load carries 4 quants of 8
+ * rows, so every integer dot instruction serves 8 rows and each block's
+ * scale work is done once for 8 rows; the extra x rows of a speculative
  * verify cost far less than on the row-major layout. Results are bitwise
  * identical on every path (the scalar one included), for any n_threads and
  * T, but round differently from the row-major kernels (both sit within the
  * reference tolerance of tests/kernels/test_matmul.c).
  *
  * ey_cpu_repack_type: the R8 type for (wt, N, K), or wt when there is none
- * (other types, N % 8 != 0), or when EYRIE_REPACK=0 is set.
- * ey_cpu_repack: dst (8 * rb * N / 8 bytes, as src) = src repacked to `to`.
- * ey_cpu_repack_row: row n of a repacked matrix back in its base layout
- * (rb bytes), for the reference product and tests. */
+ * (other types, N % 8 != 0), or when EYRIE_REPACK=0 is set. */
 ey_dtype ey_cpu_repack_type(ey_dtype wt, int64_t N, int64_t K);
-void ey_cpu_repack(ey_dtype to, void *dst, const void *src, int64_t N, int64_t K);
-void ey_cpu_repack_row(ey_dtype wt, const void *W, int64_t n, int64_t K, void *row);
 
 /* Name of the path ey_cpu_matmul dispatches to on this CPU ("avx512vnni",
  * "avx512", "avx2", "scalar"); EYRIE_CPU_ISA=scalar|avx2|avx512 in the

@@ -19,13 +19,13 @@ void ey_cpu_matmul_ref(float *y, ey_dtype wt, const void *W, const float *bias,
     float *w = malloc((size_t)(K > 0 ? K : 1) * sizeof(float));
     EY_ASSERT(w != NULL);
     /* a repacked (R8) matrix: each row is first put back in its base layout */
-    const int r8 = wt == EY_Q4_0_R8 || wt == EY_Q4_1_R8;
-    const ey_dtype bt = wt == EY_Q4_0_R8 ? EY_Q4_0 : wt == EY_Q4_1_R8 ? EY_Q4_1 : wt;
+    const int r8 = ey_dtype_is_r8(wt);
+    const ey_dtype bt = ey_dtype_r8_base(wt);
     uint8_t *row = r8 ? malloc(rb) : NULL;
     EY_ASSERT(!r8 || row != NULL);
     for (int64_t n = 0; n < N; n++) {
         if (r8) {
-            ey_cpu_repack_row(wt, W, n, K, row);
+            ey_r8_row(wt, W, n, K, row);
             ey_dequant_row(bt, row, w, K);
         } else {
             ey_dequant_row(wt, (const uint8_t *)W + (size_t)n * rb, w, K);

@@ -7,6 +7,4 @@
 #define ey_cpu_matmul_scratch_bytes ey_cpu_matmul_scratch_bytes_vnniemu
 #define ey_cpu_matmul_isa ey_cpu_matmul_isa_vnniemu
 #define ey_cpu_repack_type ey_cpu_repack_type_vnniemu
-#define ey_cpu_repack ey_cpu_repack_vnniemu
-#define ey_cpu_repack_row ey_cpu_repack_row_vnniemu
 #include "kernels/cpu/cpu_matmul.c"

@@ -10,7 +10,7 @@
  *    on any AVX2 host, so their logic is tested even without AVX-512;
  *  - 1 vs 2 vs 3 threads give memcmp-equal output on every path, and
  *    row t of a T-row call equals a T = 1 call on x row t;
- *  - Q4_0/Q4_1 with N % 8 == 0 also repacked by 8 rows (R8): rows read back
+ *  - Q4_0/Q4_1/Q8_0 with N % 8 == 0 also repacked by 8 rows (R8): rows read back
  *    exactly, the same checks, and every path bitwise equal to the others.
  *
  * Seed: EYRIE_TEST_SEED if set, else the time; printed on failure. */
@@ -49,7 +49,7 @@ static float rnds(void) { return (float)(2.0 * rndu() - 1.0); }
 
 static int is_quant(ey_dtype t)
 {
-    return t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0 || t == EY_Q4_0_R8 || t == EY_Q4_1_R8;
+    return t == EY_Q4_0 || t == EY_Q4_1 || t == EY_Q8_0 || ey_dtype_is_r8(t);
 }
 
 static void *make_weights(ey_dtype wt, int64_t N, int64_t K)
@@ -357,14 +357,14 @@ static void run_case(ey_dtype wt, shape s, int has_bias)
     /* the same matrix repacked by 8 rows (R8): the reference reads it back
      * exactly, and every path agrees bitwise with the others */
     ey_dtype rt = ey_cpu_repack_type(wt, N, K);
-    TEST_CHECK(rt == wt || (N % 8 == 0 && (wt == EY_Q4_0 || wt == EY_Q4_1)));
+    TEST_CHECK(rt == wt || (N % 8 == 0 && (wt == EY_Q4_0 || wt == EY_Q4_1 || wt == EY_Q8_0)));
     if (rt != wt) {
         size_t wb = ey_dtype_row_bytes(wt, K) * (size_t)N;
         uint8_t *WR = malloc(wb), *row = malloc(ey_dtype_row_bytes(wt, K));
-        ey_cpu_repack(rt, WR, W, N, K);
+        ey_r8_pack(rt, WR, W, N, K);
         int rows_ok = 1;
         for (int64_t n = 0; n < N && rows_ok; n++) {
-            ey_cpu_repack_row(rt, WR, n, K, row);
+            ey_r8_row(rt, WR, n, K, row);
             rows_ok = memcmp(row, (const uint8_t *)W + (size_t)n * ey_dtype_row_bytes(wt, K),
                              ey_dtype_row_bytes(wt, K)) == 0;
         }
@@ -423,7 +423,7 @@ int main(void)
         {33, 256, 17}, {49, 576, 64},  {50, 320, 2},   {5, 8320, 3},  {3, 16384, 2},
         {81, 1536, 1}, {19, 32, 64},   {40, 576, 3},   {37, 320, 7},  {35, 288, 6},
         {37, 576, 4},  {70, 2080, 4},  {18, 4160, 1},  {21, 1056, 2},
-        /* N % 8 == 0: the Q4 types also run repacked (R8), including a
+        /* N % 8 == 0: the quantized types also run repacked (R8), including a
          * last work item of 8 rows */
         {8, 32, 1},    {16, 64, 2},    {24, 96, 4},    {40, 576, 5},  {192, 576, 8},
         {56, 1536, 2}, {8, 4160, 17},  {64, 320, 64},  {136, 288, 6},
