@@ -8,6 +8,12 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define EY_CPU_X86 1
+#else
+#define EY_CPU_X86 0
+#endif
 
 #include "../ey_backend.h"
 #include "cpu_matmul.h"
@@ -261,6 +267,80 @@ attn_one(float *o, const float *qv, const float *K, const float *V, float *sc,
     }
 }
 
+#if EY_CPU_X86
+/* One (query row, head) with AVX2 + FMA, head_dim a multiple of 8 up to
+ * 256: q and the output stay in registers; scores are computed 4 keys at a
+ * time (one accumulator each, reduced by a fixed hadd tree), softmax in
+ * key order as attn_one does, then o = sum_j w_j V_j with one FMA per
+ * 8 dims per key in key order. Each (row, head) is computed alone in a
+ * fixed order: the result does not depend on T, the other rows or the
+ * thread count. */
+#define EY_ATT_MAXV 32 /* 256 / 8 */
+__attribute__((target("avx2,fma"))) static void
+attn_one_avx2(float *o, const float *qv, const float *K, const float *V, float *sc,
+              const ey_attn_args *a, int t, int kvh, int kvd)
+{
+    const int hd = a->head_dim, nv = hd / 8, T = a->T, past = a->n_kv - T, last = past + t;
+    const int bs = a->block_size;
+    __m256 q[EY_ATT_MAXV];
+    for (int c = 0; c < nv; c++) q[c] = _mm256_loadu_ps(qv + 8 * c);
+#define EY_ATT_ROW(j)                                                          \
+    ((size_t)a->blocks[(j) / bs] * bs + (size_t)((j) % bs)) * (size_t)kvd + (size_t)kvh * hd
+    float mx = -INFINITY;
+    for (int j0 = 0; j0 <= last; j0 += 4) {
+        const float *kr[4];
+        for (int i = 0; i < 4; i++) kr[i] = K + EY_ATT_ROW(j0 + i <= last ? j0 + i : last);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < nv; c++) {
+            a0 = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(kr[0] + 8 * c), a0);
+            a1 = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(kr[1] + 8 * c), a1);
+            a2 = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(kr[2] + 8 * c), a2);
+            a3 = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(kr[3] + 8 * c), a3);
+        }
+        /* lanes: [a, b, c, d] partial sums of the two 128-bit halves */
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        __m128 d4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        float dv[4];
+        _mm_storeu_ps(dv, _mm_mul_ps(d4, _mm_set1_ps(a->scale)));
+        for (int i = 0; i < 4 && j0 + i <= last; i++) {
+            const int j = j0 + i;
+            const bool vis = j < past || !a->mask || a->mask[(size_t)t * T + (j - past)];
+            sc[j] = vis ? dv[i] : -INFINITY;
+            if (sc[j] > mx) mx = sc[j];
+        }
+    }
+    float sum = 0;
+    for (int j = 0; j <= last; j++) {
+        float e = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
+        sc[j] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / sum;
+    __m256 acc[EY_ATT_MAXV];
+    for (int c = 0; c < nv; c++) acc[c] = _mm256_setzero_ps();
+    for (int j = 0; j <= last; j++) {
+        if (sc[j] == 0.0f) continue;
+        const float *vv = V + EY_ATT_ROW(j);
+        const __m256 w = _mm256_set1_ps(sc[j] * inv);
+        for (int c = 0; c < nv; c++) acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vv + 8 * c), acc[c]);
+    }
+#undef EY_ATT_ROW
+    for (int c = 0; c < nv; c++) _mm256_storeu_ps(o + 8 * c, acc[c]);
+}
+#endif
+
+/* the AVX2 attention when the CPU has it (and EYRIE_CPU_ISA does not cap
+ * the kernels at scalar) and the head fits */
+static bool attn_fast(int head_dim)
+{
+#if EY_CPU_X86
+    return head_dim % 8 == 0 && head_dim <= 8 * EY_ATT_MAXV && strcmp(ey_cpu_matmul_isa(), "scalar");
+#else
+    (void)head_dim;
+    return false;
+#endif
+}
+
 static void cpu_attention(ey_backend *be, ey_ptr out, ey_ptr q, ey_ptr kc, ey_ptr vc,
                           const ey_attn_args *a)
 {
@@ -270,11 +350,20 @@ static void cpu_attention(ey_backend *be, ey_ptr out, ey_ptr q, ey_ptr kc, ey_pt
     float *O = P(out);
     const int nt = CPU(be)->n_threads;
     float *sc_all = scratch(be, (size_t)nt * (size_t)n_kv * sizeof(float));
+    const bool fast = attn_fast(hd);
+    (void)fast;
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (T * nh > 1)
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < nh; h++) {
-            attn_one(O + ((size_t)t * nh + h) * hd, Q + ((size_t)t * nh + h) * hd, K, V,
-                     sc_all + (size_t)omp_get_thread_num() * n_kv, a, t, h / grp, kvd);
+            float *o = O + ((size_t)t * nh + h) * hd, *sc = sc_all + (size_t)omp_get_thread_num() * n_kv;
+            const float *qv = Q + ((size_t)t * nh + h) * hd;
+#if EY_CPU_X86
+            if (fast) {
+                attn_one_avx2(o, qv, K, V, sc, a, t, h / grp, kvd);
+                continue;
+            }
+#endif
+            attn_one(o, qv, K, V, sc, a, t, h / grp, kvd);
         }
     }
 }
