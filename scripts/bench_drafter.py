@@ -246,6 +246,7 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="only the first N prompts")
     ap.add_argument("--chain-k", type=int, default=3)
     ap.add_argument("--tree", help="TOPK:DEPTH:TOKENS (default: the engine's defaults)")
+    ap.add_argument("--drafter-quant", help="none | q8_0 | q4_1 (default: the engine's)")
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "img", "drafter_tau.png"),
                     help="plot file ('' for none)")
     ap.add_argument("--save-json", help="write all raw results to this file")
@@ -272,6 +273,9 @@ def main():
     flags = {"plain": [],
              "chain": ["--drafter", a.drafter, "--spec-method", "chain", "--spec-k", str(a.chain_k)],
              "tree": tree_flags}
+    if a.drafter_quant:
+        flags["chain"] += ["--drafter-quant", a.drafter_quant]
+        flags["tree"] += ["--drafter-quant", a.drafter_quant]
     labels = {"plain": "plain", "chain": f"chain k={a.chain_k}", "tree": tree_label}
 
     argv = shlex.join(sys.argv[1:])

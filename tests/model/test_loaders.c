@@ -211,10 +211,51 @@ static void test_rope_parameters(const char *dir)
     TEST_CHECK(system(cmd) == 0);
 }
 
+/* The CPU backend repacks quantized matmul weights (R8): with and without
+ * (EYRIE_REPACK=0) the model reads back the same rows, through
+ * ey_weight_rows_f32 and through the embedding lookup of a forward. */
+static void test_repacked_rows(const char *path)
+{
+    ey_backend *be = NULL;
+    ey_model *m[2] = {0};
+    TEST_CHECK(ey_backend_cpu_create(1, &be) == EY_OK);
+    if (!be) return;
+    for (int i = 0; i < 2; i++) {
+        if (i) setenv("EYRIE_REPACK", "0", 1);
+        TEST_CHECK_MSG(ey_model_load(path, be, &m[i]) == EY_OK, "%s: %s", path, ey_err_detail());
+        unsetenv("EYRIE_REPACK");
+    }
+    if (m[0] && m[1]) {
+        const ey_model_config *c = &m[0]->cfg;
+        TEST_CHECK(ey_dtype_is_r8(m[0]->layers[0].wq.type) && !ey_dtype_is_r8(m[1]->layers[0].wq.type));
+        TEST_CHECK(ey_dtype_r8_base(m[0]->layers[0].wq.type) == m[1]->layers[0].wq.type);
+        TEST_CHECK(c->tied_embeddings && ey_dtype_is_r8(m[0]->tok_embd.type));
+        const int32_t rows[] = {0, 1, 7, 8, 9, 100, c->n_vocab - 1, c->n_vocab - 8};
+        const int nr = (int)(sizeof rows / sizeof *rows), H = c->n_embd;
+        float *a = malloc(sizeof(float) * (size_t)nr * H), *b = malloc(sizeof(float) * (size_t)nr * H);
+        TEST_CHECK(!ey_weight_rows_f32(be, &m[0]->tok_embd, H, rows, nr, a));
+        TEST_CHECK(!ey_weight_rows_f32(be, &m[1]->tok_embd, H, rows, nr, b));
+        TEST_CHECK(!memcmp(a, b, sizeof(float) * (size_t)nr * H));
+        /* a whole layer matrix, row by row */
+        const ey_weight *w0 = &m[0]->layers[0].w_gate, *w1 = &m[1]->layers[0].w_gate;
+        float *ra = malloc(sizeof(float) * (size_t)w0->N * w0->K), *rb = malloc(sizeof(float) * (size_t)w0->N * w0->K);
+        TEST_CHECK(!ey_weight_rows_f32(be, w0, w0->K, NULL, (int)w0->N, ra));
+        TEST_CHECK(!ey_weight_rows_f32(be, w1, w1->K, NULL, (int)w1->N, rb));
+        TEST_CHECK(!memcmp(ra, rb, sizeof(float) * (size_t)w0->N * w0->K));
+        free(ra);
+        free(rb);
+        free(a);
+        free(b);
+    }
+    ey_model_free(m[0]);
+    ey_model_free(m[1]);
+    be->iface.destroy(be);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s GGUF SAFETENSORS_DIR\n", argv[0]);
+        fprintf(stderr, "usage: %s GGUF SAFETENSORS_DIR [Q4_1_GGUF]\n", argv[0]);
         return 2;
     }
     size_t n;
@@ -231,6 +272,7 @@ int main(int argc, char **argv)
     test_model_errors(img, n);
     test_safetensors(argv[2]);
     test_rope_parameters(argv[2]);
+    if (argc > 3) test_repacked_rows(argv[3]);
     free(img);
     return test_result();
 }
