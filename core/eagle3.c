@@ -96,11 +96,6 @@ bool ey_e3_quant_parse(const char *s, ey_e3_quant *q)
     return false;
 }
 
-const char *ey_e3_quant_name(ey_e3_quant q)
-{
-    return q == EY_E3_QUANT_Q8_0 ? "q8_0" : q == EY_E3_QUANT_Q4_1 ? "q4_1" : "none";
-}
-
 /* A float tensor of shape [N][K] (vec: [K]); vectors are converted to f32;
  * matrices (mm) are quantized when asked (ey_eagle3_opts.quant) and kept in
  * the backend's matmul layout. */

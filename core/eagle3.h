@@ -71,7 +71,6 @@ typedef enum ey_e3_quant { EY_E3_QUANT_NONE = 0, EY_E3_QUANT_Q8_0, EY_E3_QUANT_Q
 #define EY_E3_QUANT_DEFAULT "none"
 /* "none" | "q8_0" | "q4_1" -> *q; false for anything else */
 bool ey_e3_quant_parse(const char *s, ey_e3_quant *q);
-const char *ey_e3_quant_name(ey_e3_quant q);
 
 typedef struct ey_eagle3_opts {
     float rope_theta;       /* > 0: override the draft RoPE base (§6 P5) */

@@ -62,7 +62,7 @@ static ey_err upload(ey_model *m, const void *host, size_t bytes, ey_ptr *out)
 
 /* How get_weight keeps a tensor: as read; converted to f32 on the host
  * (norms, biases); or as a matmul weight, in the backend's own layout when
- * it has one (ey_backend_i.weight_type: the CPU repacks Q4 matrices). */
+ * it has one (ey_backend_i.weight_type: the CPU repacks quantized matrices). */
 enum { W_RAW, W_F32, W_MM };
 
 /* Fetch a tensor that must have shape [N][K] (N = 1 for vectors). */

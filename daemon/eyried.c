@@ -1207,8 +1207,9 @@ int main(int argc, char **argv)
         teardown(s);
         return 1;
     }
-    eyd_log("msg=ready model=%s drafter=%s ctx=%d seq_ctx=%d max_running=%d batch_rows=%d "
-            "listen=%s%s", s->model_name, s->d ? s->cfg.drafter : "none", s->cfg.ctx,
+    eyd_log("msg=ready model=%s drafter=%s drafter_quant=%s ctx=%d seq_ctx=%d max_running=%d "
+            "batch_rows=%d listen=%s%s", s->model_name, s->d ? s->cfg.drafter : "none",
+            s->d ? s->cfg.drafter_quant : "none", s->cfg.ctx,
             s->cfg.seq_ctx, s->cfg.max_running, s->cfg.batch_rows, s->cfg.listen[0],
             s->cfg.n_listen > 1 ? ",..." : "");
     double drain_until = 0;
