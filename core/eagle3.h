@@ -68,7 +68,7 @@ typedef enum ey_e3_mrope_layout {
  * may change slightly, the verified output never does). */
 typedef enum ey_e3_quant { EY_E3_QUANT_NONE = 0, EY_E3_QUANT_Q8_0, EY_E3_QUANT_Q4_1 } ey_e3_quant;
 /* what eyrie generate and eyried use unless told (docs/speculative.md) */
-#define EY_E3_QUANT_DEFAULT "none"
+#define EY_E3_QUANT_DEFAULT "q4_1"
 /* "none" | "q8_0" | "q4_1" -> *q; false for anything else */
 bool ey_e3_quant_parse(const char *s, ey_e3_quant *q);
 
