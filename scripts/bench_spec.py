@@ -11,7 +11,8 @@
    decoding when drafting is free.
 2. Generation: BUILD/eyrie generate --json on --prompts chat prompts (greedy, EOS ignored,
    --max-tokens tokens) without a drafter, and with a drafter (default: a random one written
-   by `eyrie drafter-init`, tau ~ 1: no trained drafter exists yet) in chain and tree modes.
+   by `eyrie drafter-init`, tau ~ 1: pure overhead; the trained drafter has its own benchmark,
+   scripts/bench_drafter.py) in chain and tree modes.
    Decode tokens/s = (completion tokens - 1) / decode time (the first token comes from the
    prefill), summed over the prompts, median of --gen-reps; tau = 1 + accepted / rounds.
    Speculative output must be identical to plain output (checked, printed).
@@ -347,8 +348,8 @@ def main():
                    f"runs whose text and token ids equal the plain run's. " + (
                    f"The drafter is `{a.drafter}`. " if a.drafter_given else
                    f"The random drafter is `eyrie drafter-init --seed 0` (draft vocabulary = the "
-                   f"target's): no trained drafter exists yet (issue 4), so its τ ≈ 1 and every "
-                   f"round is pure overhead. ") +
+                   f"target's): it accepts nothing (τ ≈ 1), so every round is pure overhead (the "
+                   f"trained drafter: next section). ") +
                    f"The oracle rows (`{os.path.relpath(a.build, ROOT)}/tests/bench/ey_bench_spec_oracle`, "
                    f"same prompts, in-process, ratio to its own plain runs) draft the target's own "
                    f"greedy continuation through the test oracle of `core/spec.h`: every chain draft is "

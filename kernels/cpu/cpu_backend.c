@@ -232,6 +232,19 @@ static inline float dotf(const float *a, const float *b, int n)
     return s;
 }
 
+/* sc[0..last] = exp(sc - mx) (0 for masked rows, -inf), in key order;
+ * returns 1 / their sum */
+static inline float attn_softmax(float *sc, int last, float mx)
+{
+    float sum = 0;
+    for (int j = 0; j <= last; j++) {
+        float e = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
+        sc[j] = e;
+        sum += e;
+    }
+    return 1.0f / sum;
+}
+
 /* One (query row, head): scores over the visible rows, softmax, weighted sum
  * of V. Built for AVX2+FMA and for baseline x86-64; the loader picks one. */
 __attribute__((target_clones("avx2", "default"))) static void
@@ -250,14 +263,8 @@ attn_one(float *o, const float *qv, const float *K, const float *V, float *sc,
         sc[j] = dotf(qv, K + r * kvd + (size_t)kvh * hd, hd) * a->scale;
         if (sc[j] > mx) mx = sc[j];
     }
-    float sum = 0;
-    for (int j = 0; j <= last; j++) {
-        float e = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
-        sc[j] = e;
-        sum += e;
-    }
+    const float inv = attn_softmax(sc, last, mx);
     memset(o, 0, (size_t)hd * sizeof(float));
-    float inv = 1.0f / sum;
     for (int j = 0; j <= last; j++) {
         if (sc[j] == 0.0f) continue;
         size_t r = (size_t)a->blocks[j / a->block_size] * a->block_size + j % a->block_size;
@@ -309,13 +316,7 @@ attn_one_avx2(float *o, const float *qv, const float *K, const float *V, float *
             if (sc[j] > mx) mx = sc[j];
         }
     }
-    float sum = 0;
-    for (int j = 0; j <= last; j++) {
-        float e = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
-        sc[j] = e;
-        sum += e;
-    }
-    const float inv = 1.0f / sum;
+    const float inv = attn_softmax(sc, last, mx);
     __m256 acc[EY_ATT_MAXV];
     for (int c = 0; c < nv; c++) acc[c] = _mm256_setzero_ps();
     for (int j = 0; j <= last; j++) {
