@@ -134,7 +134,7 @@ static ey_err get_w_mm(ey_eagle3 *d, const char *name, int64_t K, int64_t N, boo
     }
     w->type = (ey_dtype)t->type;
     if (mm && d->priv->quant != EY_E3_QUANT_NONE && K % EY_QK == 0)
-        return ey_owned_upload_quant(&d->priv->own, d->be, &w->type,
+        return ey_owned_upload_quant(&d->priv->own, d->be, name, &w->type,
                                      d->priv->quant == EY_E3_QUANT_Q8_0 ? EY_Q8_0 : EY_Q4_1,
                                      t->data, N, K, &w->p);
     if (mm) return ey_owned_upload_mm(&d->priv->own, d->be, &w->type, t->data, t->bytes, N, K, &w->p);

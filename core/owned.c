@@ -1,6 +1,7 @@
 /* eyrie — see owned.h. */
 #include "owned.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,26 +60,45 @@ ey_err ey_owned_upload_mm(ey_owned *o, ey_backend *be, ey_dtype *type, const voi
     return ey_owned_upload(o, be, r, bytes, out);
 }
 
-ey_err ey_owned_upload_quant(ey_owned *o, ey_backend *be, ey_dtype *type, ey_dtype q,
-                             const void *host, int64_t N, int64_t K, ey_ptr *out)
+ey_err ey_owned_upload_quant(ey_owned *o, ey_backend *be, const char *name, ey_dtype *type,
+                             ey_dtype q, const void *host, int64_t N, int64_t K, ey_ptr *out)
 {
     EY_ASSERT((q == EY_Q8_0 || q == EY_Q4_0 || q == EY_Q4_1) && K % EY_QK == 0 &&
               (*type == EY_F32 || *type == EY_F16 || *type == EY_BF16));
-    const size_t rb = ey_dtype_row_bytes(q, K), sb = ey_dtype_row_bytes(*type, K);
-    uint8_t *d = owned_alloc(o, rb * (size_t)N);
+    const size_t rb = ey_dtype_row_bytes(q, K), sb = ey_dtype_row_bytes(*type, K),
+                 bytes = rb * (size_t)N;
+    uint8_t *d = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     float *f = malloc((size_t)K * sizeof *f);
-    if (!d || !f) {
-        free(f);
-        return ey_err_set(EY_ERR_NOMEM, "no memory for a %lld x %lld weight", (long long)N,
-                          (long long)K);
-    }
-    for (int64_t n = 0; n < N; n++) {
+    ey_err e = EY_OK;
+    if (!d || !f) e = ey_err_set(EY_ERR_NOMEM, "no memory to quantize '%s'", name);
+    for (int64_t n = 0; !e && n < N; n++) {
         ey_dequant_row(*type, (const uint8_t *)host + (size_t)n * sb, f, K);
-        ey_quantize_row(q, f, d + (size_t)n * rb, K);
+        /* block scales and Q4_1 minimums are stored as f16 */
+        for (int64_t k = 0; !e && k < K; k++)
+            if (!(fabsf(f[k]) <= 65504.0f))
+                e = ey_err_set(EY_ERR_FORMAT, "'%s' holds %g at [%lld, %lld]: not quantizable to "
+                               "%s (non-finite or beyond the f16 range)", name, (double)f[k],
+                               (long long)n, (long long)k, ey_dtype_name(q));
+        if (!e) ey_quantize_row(q, f, d + (size_t)n * rb, K);
     }
     free(f);
+    if (e) {
+        free(d);
+        return e;
+    }
     *type = q;
-    return ey_owned_upload_mm(o, be, type, d, rb * (size_t)N, N, K, out);
+    const struct ey_backend_i *bi = &be->iface;
+    if (bi->weight_type && bi->weight_repack && bi->weight_type(be, q, N, K) != q) {
+        /* the backend keeps its own repacked copy: this one is not needed */
+        e = ey_owned_upload_mm(o, be, type, d, bytes, N, K, out);
+        free(d);
+        return e;
+    }
+    if ((e = ey_owned_host(o, d))) {
+        free(d);
+        return e;
+    }
+    return ey_owned_upload(o, be, d, bytes, out);
 }
 
 void ey_owned_free(ey_owned *o, ey_backend *be)

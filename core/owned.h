@@ -25,9 +25,11 @@ ey_err ey_owned_upload(ey_owned *o, ey_backend *be, const void *host, size_t byt
 ey_err ey_owned_upload_mm(ey_owned *o, ey_backend *be, ey_dtype *type, const void *host,
                           size_t bytes, int64_t N, int64_t K, ey_ptr *out);
 /* The same after quantizing a float matrix (F32/F16/BF16, K % 32 == 0) to
- * q (EY_Q8_0, EY_Q4_0 or EY_Q4_1) on the host. */
-ey_err ey_owned_upload_quant(ey_owned *o, ey_backend *be, ey_dtype *type, ey_dtype q,
-                             const void *host, int64_t N, int64_t K, ey_ptr *out);
+ * q (EY_Q8_0, EY_Q4_0 or EY_Q4_1) on the host; EY_ERR_FORMAT (naming the
+ * tensor `name`) when a value is not finite or beyond the f16 range the
+ * block scales are stored in. */
+ey_err ey_owned_upload_quant(ey_owned *o, ey_backend *be, const char *name, ey_dtype *type,
+                             ey_dtype q, const void *host, int64_t N, int64_t K, ey_ptr *out);
 void ey_owned_free(ey_owned *o, ey_backend *be);
 
 #endif

@@ -72,7 +72,8 @@ struct ey_backend_i {
      * weight_type says which (wt itself when none; the model then stores the
      * weight as read), weight_repack writes host bytes src (N rows of wt)
      * into dst, the same size, in that layout. Such a weight is only ever
-     * passed back to this backend's matmul. */
+     * passed back to this backend: to matmul, and to get_rows for a tied
+     * embedding (a backend that sets weight_type reads rows of its layout). */
     ey_dtype (*weight_type)(ey_backend *be, ey_dtype wt, int64_t N, int64_t K);
     void (*weight_repack)(ey_backend *be, ey_dtype to, void *dst, const void *src, int64_t N,
                           int64_t K);

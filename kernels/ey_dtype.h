@@ -122,7 +122,9 @@ void ey_dequant_row(ey_dtype t, const void *src, float *dst, int64_t n);
  *   Q8_0: d = amax / 127, q = round(x / d)
  *   Q4_0: d = -v / 8 with v the element of largest |x|, q = min(15, trunc(x / d + 8.5))
  *   Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - m) / d + 0.5))
- * (1/d computed once; d = 0 gives q = 0, or 8 for Q4_0; d and m stored as f16). */
+ * (1/d computed once; d = 0 gives q = 0, or 8 for Q4_0; d and m stored as f16).
+ * The input must be finite and within the f16 range (callers check it:
+ * ey_owned_upload_quant). */
 void ey_quantize_row(ey_dtype t, const float *src, void *dst, int64_t n);
 
 /* R8 layouts: a matrix of N rows (N % 8 == 0) of a quantized base type with

@@ -53,6 +53,8 @@
 
 #define EY_MM_QSEG 128 /* weight blocks per row segment (K <= 4096 in one) */
 #define EY_MM_ROWS 16  /* output rows per work item */
+/* work items start at multiples of EY_MM_ROWS: whole 8-row groups for R8 */
+_Static_assert(EY_MM_ROWS % 8 == 0, "R8 groups must not straddle work items");
 
 enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_AVX512VNNI = 3 };
 

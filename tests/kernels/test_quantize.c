@@ -5,13 +5,16 @@
  *   Q4_0  |x - x'| <= d + 8 |d - d16|                 (d = -v / 8; the far end clamps at 15)
  * with d16/m16 the stored f16 values (relative error <= 2^-11); exact
  * zeros for all-zero blocks; the element of largest |x| (Q8_0, Q4_0) and
- * the min/max (Q4_1) hit the grid ends; against hand-made blocks. */
+ * the min/max (Q4_1) hit the grid ends; against hand-made blocks;
+ * ey_owned_upload_quant refuses non-finite and out-of-f16-range matrices
+ * with EY_ERR_FORMAT and repacks on the CPU where N % 8 == 0. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/owned.h"
 #include "kernels/ey_dtype.h"
 #include "test.h"
 
@@ -98,5 +101,32 @@ int main(void)
     ey_quantize_row(EY_Q4_0, x, b40, 32);
     TEST_CHECK((b40[2] & 15) == 0); /* -127 is the largest |x|: q = 0, d = 127 / 8 */
     TEST_CHECK(fabsf(ey_f16_to_f32((uint16_t)(b40[0] | b40[1] << 8)) - 127.0f / 8.0f) < 1e-2f);
+    /* quantize-and-upload on the CPU backend */
+    ey_backend *be = NULL;
+    TEST_CHECK(ey_backend_cpu_create(1, &be) == EY_OK);
+    if (be) {
+        float m[16 * 64];
+        for (int i = 0; i < 16 * 64; i++) m[i] = rnds();
+        static const int nrows[] = {16, 12};
+        for (int i = 0; i < 2; i++) {
+            ey_owned o = {0};
+            ey_dtype t = EY_F32;
+            ey_ptr p;
+            TEST_CHECK(ey_owned_upload_quant(&o, be, "w", &t, EY_Q4_1, m, nrows[i], 64, &p) == EY_OK);
+            TEST_CHECK(t == (nrows[i] % 8 ? EY_Q4_1 : EY_Q4_1_R8));
+            ey_owned_free(&o, be);
+        }
+        static const float bad[] = {NAN, INFINITY, -1e6f};
+        for (int i = 0; i < 3; i++) {
+            ey_owned o = {0};
+            ey_dtype t = EY_F32;
+            ey_ptr p;
+            m[5 * 64 + 7] = bad[i];
+            TEST_CHECK(ey_owned_upload_quant(&o, be, "w", &t, EY_Q8_0, m, 16, 64, &p) == EY_ERR_FORMAT);
+            TEST_CHECK(t == EY_F32);
+            ey_owned_free(&o, be);
+        }
+        be->iface.destroy(be);
+    }
     return test_result();
 }
