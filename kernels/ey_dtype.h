@@ -24,9 +24,10 @@ typedef enum ey_dtype {
     EY_I64 = 27,
     EY_BF16 = 30,
     EY_BOOL = 1024, /* not a ggml type: safetensors masks (EAGLE-3 t2d) */
-    /* not ggml types: Q4_0 / Q4_1 matrices repacked by the CPU backend for its
-     * matmul kernels, 8 rows interleaved block by block (kernels/cpu/
-     * cpu_matmul.h); never read from or written to a file */
+    /* not ggml types: Q4_0 / Q4_1 / Q8_0 matrices repacked by the CPU backend
+     * for its matmul kernels, 8 rows interleaved block by block (the R8
+     * layouts below; kernels/cpu/cpu_matmul.h); never read from or written
+     * to a file */
     EY_Q4_0_R8 = 1025,
     EY_Q4_1_R8 = 1026,
     EY_Q8_0_R8 = 1027,
