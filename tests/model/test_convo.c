@@ -15,6 +15,7 @@
 #include "../../core/convo.h"
 #include "../../core/eagle3.h"
 #include "../../core/model.h"
+#include "../../core/safetensors.h"
 #include "../../core/tokenizer.h"
 #include "../../kernels/ey_backend.h"
 #include "test.h"
@@ -133,16 +134,9 @@ static const tf_conv k_convs[] = {
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
+    char *b;
+    size_t n;
+    return ey_read_file(path, 1u << 30, &b, &n) ? NULL : b;
 }
 
 static void check_token_freq(const char *model_dir, const char *eyrie)

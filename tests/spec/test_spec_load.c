@@ -2,6 +2,7 @@
  * flags and aux-id conventions; hostile files give errors, never crashes.
  *   test_spec_load TARGET_DIR */
 #include "spec_util.h"
+#include "../../core/safetensors.h"
 #include "../../core/spec_cli.h"
 
 static ey_model *g_m;
@@ -98,20 +99,8 @@ static void test_layouts(void)
 
 static char *slurp(const char *path, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[sz] = 0;
-    *n = (size_t)sz;
-    return b;
+    char *b;
+    return ey_read_file(path, 1u << 30, &b, n) ? NULL : b;
 }
 
 static void spit(const char *path, const void *p, size_t n)

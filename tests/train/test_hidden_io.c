@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/safetensors.h"
 #include "kernels/ey_dtype.h"
 #include "test.h"
 #include "train/hidden_io.h"
@@ -121,17 +122,11 @@ static char *pj(const char *dir, const char *name)
     return buf[i];
 }
 
-static uint8_t *slurp(const char *path, size_t *n)
+/* a whole file (NUL-terminated), NULL when it cannot be read */
+static void *slurp(const char *path, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)sz + 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
+    char *b;
+    return ey_read_file(path, 1u << 30, &b, n) ? NULL : b;
 }
 
 static void spit(const char *path, const void *b, size_t n)
@@ -275,8 +270,7 @@ int main(void)
     for (int i = 0; i < 4; i++) off[i + 1] = off[i] + rec_bytes(&recs[i]);
     TEST_CHECK(n_good == off[4]);
     size_t n_meta;
-    char *meta_txt = (char *)slurp(pj(dir, "meta.json"), &n_meta);
-    meta_txt[n_meta] = 0;
+    char *meta_txt = slurp(pj(dir, "meta.json"), &n_meta);
 
     /* ---- 2. torn tail: half of record 3 appended again */
     {
